@@ -1,0 +1,138 @@
+"""The array backend: numpy or CuPy, chosen once at startup and passed inward as a `Backend`.
+
+This is the only module that imports CuPy. Engines and the renderer receive a `Backend` and use
+`backend.xp` (the array module), `backend.fft` (scipy.fft with worker threads on CPU, cupyx.scipy.fft
+on GPU) and `backend.ndimage` (scipy.ndimage / cupyx.scipy.ndimage); they never import cupy or
+scipy themselves. `auto` falls back to numpy with one warning line saying why; an explicit `cupy`
+without a usable GPU is a `BackendUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+
+log = logging.getLogger("ca_server.xp")
+
+BackendChoice = Literal["auto", "numpy", "cupy"]
+BACKEND_CHOICES: tuple[str, ...] = ("auto", "numpy", "cupy")
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested array backend cannot be used on this machine."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One array backend: the array module and its FFT and image-processing companions.
+
+    `xp` is numpy or cupy; arrays made with it live on the host (numpy) or on GPU `device_index`.
+    """
+
+    name: Literal["numpy", "cupy"]
+    xp: ModuleType
+    fft: ModuleType
+    ndimage: ModuleType
+    device_index: int | None
+    device_name: str
+    fft_workers: int
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "cupy"
+
+    def fft_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments for `backend.fft` calls (worker threads on CPU, none on GPU)."""
+        return {} if self.is_gpu else {"workers": self.fft_workers}
+
+    def to_host(self, array: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Copy `array` (any shape/dtype, on this backend's device) into host memory.
+
+        With `out` (same shape and dtype, host), the copy lands there and `out` is returned; this is
+        the loop's one device-to-host copy when `out` is a ring slot.
+        """
+        if self.is_gpu:
+            return array.get(out=out) if out is not None else array.get()
+        if out is None:
+            return np.array(array, copy=True)
+        np.copyto(out, array)
+        return out
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on numpy)."""
+        if self.is_gpu:
+            self.xp.cuda.get_current_stream().synchronize()
+
+    def memory_in_use_bytes(self) -> int:
+        """Bytes held by the backend's memory pool on the device (0 on numpy)."""
+        return int(self.xp.get_default_memory_pool().used_bytes()) if self.is_gpu else 0
+
+
+def numpy_backend(fft_workers: int | None = None) -> Backend:
+    """The CPU backend: numpy arrays, scipy.fft with `fft_workers` threads (default: all cores)."""
+    import scipy.fft
+    import scipy.ndimage
+
+    workers = fft_workers or os.cpu_count() or 1
+    return Backend("numpy", np, scipy.fft, scipy.ndimage, None, "cpu", workers)
+
+
+def cupy_backend(gpu_index: int = 0, max_vram_mb: int | None = None) -> Backend:
+    """The GPU backend on device `gpu_index`; `max_vram_mb` caps CuPy's memory pool.
+
+    Raises BackendUnavailableError with the reason when CuPy or a usable GPU is missing.
+    """
+    try:
+        import cupy
+        import cupyx.scipy.fft
+        import cupyx.scipy.ndimage
+    except Exception as exc:  # ImportError, or CUDA libraries missing at import time
+        raise BackendUnavailableError(
+            f"CuPy is not usable ({type(exc).__name__}: {exc}); "
+            "install it with `pip install 'ca-server[gpu]'` or use --backend numpy"
+        ) from exc
+    try:
+        device_count = cupy.cuda.runtime.getDeviceCount()
+        if gpu_index < 0 or gpu_index >= device_count:
+            raise BackendUnavailableError(
+                f"GPU {gpu_index} does not exist ({device_count} CUDA device(s) visible); "
+                "pass a valid --gpu or use --backend numpy"
+            )
+        cupy.cuda.Device(gpu_index).use()
+        properties = cupy.cuda.runtime.getDeviceProperties(gpu_index)
+        device_name = properties["name"].decode(errors="replace")
+        cupy.zeros(1, dtype=cupy.float32).sum().get()  # fail now, not in the first frame
+    except BackendUnavailableError:
+        raise
+    except Exception as exc:  # CUDARuntimeError and friends: driver missing, no device, ...
+        raise BackendUnavailableError(
+            f"no usable CUDA GPU ({type(exc).__name__}: {exc}); check `nvidia-smi` "
+            "or use --backend numpy"
+        ) from exc
+    if max_vram_mb:
+        cupy.get_default_memory_pool().set_limit(size=max_vram_mb * 1024 * 1024)
+    return Backend("cupy", cupy, cupyx.scipy.fft, cupyx.scipy.ndimage, gpu_index, device_name, 1)
+
+
+def select_backend(
+    choice: str = "auto", gpu_index: int = 0, max_vram_mb: int | None = None
+) -> Backend:
+    """Pick the array backend once: `numpy`, `cupy`, or `auto` (CuPy if usable, else numpy)."""
+    if choice not in BACKEND_CHOICES:
+        raise BackendUnavailableError(
+            f"unknown backend {choice!r}; choose one of {', '.join(BACKEND_CHOICES)}"
+        )
+    if choice == "numpy":
+        return numpy_backend()
+    if choice == "cupy":
+        return cupy_backend(gpu_index, max_vram_mb)
+    try:
+        return cupy_backend(gpu_index, max_vram_mb)
+    except BackendUnavailableError as exc:
+        log.warning("falling back to numpy on the CPU: %s", exc)
+        return numpy_backend()
