@@ -1,0 +1,84 @@
+"""The daemon's one configuration object, built once at the edge (CLI or tests) and passed inward.
+
+Defaults live only here. `ServerConfig.resolved()` fills the defaults that depend on other fields
+(ring name from the GPU index, frame size from the backend) and validates everything, raising
+`ConfigError` with a message that names the option and says what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ca_server.wire.errors import WireError
+from ca_server.wire.paths import default_ring_name, validate_ring_name
+from ca_server.xp import BACKEND_CHOICES
+
+GPU_DEFAULT_SIZE = 1024
+CPU_DEFAULT_SIZE = 512
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """An option has a value the daemon cannot run with."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `ca-server serve` needs; `None` means "derive it" (see `resolved`)."""
+
+    gpu: int = 0
+    backend: str = "auto"
+    width: int | None = None
+    height: int | None = None
+    fps: float = 30.0
+    preset: str = "coral"
+    seed: int = 0
+    name: str | None = None
+    slots: int = 8
+    control: str | None = None
+    allow_remote: bool = False
+    presets_dir: Path | None = None
+    max_vram_mb: int | None = 1024
+    log_level: str = "info"
+
+    def resolved(self, backend_name: str | None = None) -> ServerConfig:
+        """A validated copy with the derived defaults filled in.
+
+        `backend_name` is the backend actually selected ("numpy" or "cupy"); it decides the default
+        frame size (1024² on a GPU, 512² on the CPU).
+        """
+        self._validate()
+        side = GPU_DEFAULT_SIZE if backend_name == "cupy" else CPU_DEFAULT_SIZE
+        return dataclasses.replace(
+            self,
+            name=self.name or default_ring_name(self.gpu),
+            width=self.width or side,
+            height=self.height or side,
+        )
+
+    def _validate(self) -> None:
+        if self.backend not in BACKEND_CHOICES:
+            raise ConfigError(f"--backend {self.backend!r}: choose one of {BACKEND_CHOICES}")
+        if self.gpu < 0:
+            raise ConfigError(f"--gpu {self.gpu}: a GPU index is 0 or more")
+        for option, side in (("--width", self.width), ("--height", self.height)):
+            if side is not None and not 16 <= side <= 8192:
+                raise ConfigError(f"{option} {side}: choose a size from 16 to 8192 pixels")
+        if not (math.isfinite(self.fps) and 1 <= self.fps <= 2000):
+            raise ConfigError(f"--fps {self.fps}: choose a frame rate from 1 to 2000")
+        if not 2 <= self.slots <= 56:
+            raise ConfigError(f"--slots {self.slots}: choose from 2 to 56 ring slots")
+        if self.max_vram_mb is not None and self.max_vram_mb < 64:
+            raise ConfigError(f"--max-vram-mb {self.max_vram_mb}: allow at least 64 MB")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level {self.log_level!r}: choose one of {LOG_LEVELS}")
+        if self.presets_dir is not None and not self.presets_dir.is_dir():
+            raise ConfigError(f"--presets-dir {self.presets_dir}: no such folder")
+        if self.name is not None:
+            try:
+                validate_ring_name(self.name)
+            except WireError as exc:
+                raise ConfigError(f"--name: {exc}") from exc

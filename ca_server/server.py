@@ -1,0 +1,295 @@
+"""The daemon: a fixed-rate tick loop that steps the simulation and publishes frames into the ring.
+
+Each tick: poll control (non-blocking) → advance the simulation by its speed → render on the
+device → one device-to-host copy straight into the ring slot → publish. The loop keeps its own
+clock at `fps`; readers never slow it, and a frame that overruns its period is counted as late
+rather than queued. Control requests are served while the loop waits for the next tick, so a
+`ctl` call is answered within a frame. Signal handlers only set flags; the loop decides.
+Start-up builds ring → backend → simulation → control endpoint, shutdown undoes it in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ca_server import __version__
+from ca_server.config import ServerConfig
+from ca_server.presets import UnknownPresetError, list_presets
+from ca_server.simulation import Simulation
+from ca_server.wire.control import ControlEndpoint, remove_stale_ipc_socket
+from ca_server.wire.errors import ControlError
+from ca_server.wire.paths import default_control_endpoint
+from ca_server.wire.protocol import PROTOCOL_VERSION, ErrorCode
+from ca_server.wire.ring import RingWriter
+from ca_server.xp import Backend
+
+log = logging.getLogger("ca_server.server")
+
+STAGES = ("step", "render", "copy", "publish")
+STAGE_EMA_WEIGHT = 0.05  # ~20-frame memory: steady enough to read, quick to show a change
+FPS_WINDOW_S = 1.0
+
+
+class FrameClock:
+    """Fixed-rate schedule: when the next frame is due, and how many frames ran late."""
+
+    def __init__(self, fps: float) -> None:
+        self.period_s = 1.0 / fps
+        self.next_due_s = time.monotonic()
+        self.late_frames = 0
+
+    def advance(self) -> float:
+        """Schedule the next frame; return seconds to wait for it (0 when behind).
+
+        A frame that overran its period is counted once and the schedule restarts from now, so a
+        slow stretch never turns into a burst of catch-up frames.
+        """
+        self.next_due_s += self.period_s
+        now = time.monotonic()
+        if now > self.next_due_s:
+            self.late_frames += 1
+            self.next_due_s = now
+            return 0.0
+        return self.next_due_s - now
+
+
+class FrameStats:
+    """Per-stage times (EMA, ms), published-frame counter and measured frame rate."""
+
+    def __init__(self) -> None:
+        self.stage_ms = dict.fromkeys(STAGES, 0.0)
+        self.frames_published = 0
+        self.measured_fps = 0.0
+        self._window_start_s = time.monotonic()
+        self._window_frames = 0
+
+    def record(self, stage_s: Mapping[str, float]) -> None:
+        for stage, seconds in stage_s.items():
+            old = self.stage_ms[stage]
+            self.stage_ms[stage] = old + STAGE_EMA_WEIGHT * (seconds * 1e3 - old)
+        self.frames_published += 1
+        self._window_frames += 1
+        now = time.monotonic()
+        if now - self._window_start_s >= FPS_WINDOW_S:
+            self.measured_fps = self._window_frames / (now - self._window_start_s)
+            self._window_start_s, self._window_frames = now, 0
+
+    def idle(self) -> None:
+        """Called while paused: the frame rate falls to zero instead of freezing at its last value."""
+        self.measured_fps = 0.0
+        self._window_start_s, self._window_frames = time.monotonic(), 0
+
+
+class CAServer:
+    """One running daemon: owns the ring writer, the simulation and the control endpoint."""
+
+    def __init__(self, config: ServerConfig, backend: Backend) -> None:
+        assert config.name and config.width and config.height, "pass config.resolved()"
+        self.config = config
+        self.backend = backend
+        self.stop_requested = False
+        self.paused = False
+        self.params_version = 0
+        self.started_s = time.monotonic()
+        self.stats = FrameStats()
+        self.clock = FrameClock(config.fps)
+        control = config.control or default_control_endpoint(config.name)
+        # The ring's lock makes this process the only server of the name, so only after taking it
+        # is it safe to remove an ipc socket left behind by a killed predecessor.
+        self.writer = RingWriter(
+            config.name,
+            config.width,
+            config.height,
+            slots=config.slots,
+            control_endpoint=control,
+            nominal_fps=config.fps,
+        )
+        try:
+            self.simulation = Simulation(
+                backend,
+                width=config.width,
+                height=config.height,
+                preset=config.preset,
+                seed=config.seed,
+                presets_dir=config.presets_dir,
+            )
+            remove_stale_ipc_socket(control)
+            self.endpoint = ControlEndpoint(
+                control, self._handlers(), allow_remote=config.allow_remote
+            )
+        except BaseException:
+            self.writer.close()
+            raise
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until `stop_requested` is set (by a signal or the caller)."""
+        log.info(
+            "serving ring %s (%dx%d, %s on %s) at %.0f fps; control %s",
+            self.writer.path,
+            self.config.width,
+            self.config.height,
+            self.backend.name,
+            self.backend.device_name,
+            self.config.fps,
+            self.endpoint.endpoint,
+        )
+        while not self.stop_requested:
+            self.endpoint.poll(0)
+            if self.paused:
+                self.writer.heartbeat()
+                self.stats.idle()
+            else:
+                self._produce_frame()
+            self._wait(self.clock.advance())
+
+    def close(self) -> None:
+        """Tear down in reverse start-up order; safe to call twice."""
+        for close in (self.endpoint.close, self.writer.close):
+            try:
+                close()
+            except Exception:
+                log.exception("error during shutdown")
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT request a clean stop; a second SIGINT exits at once."""
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            if self.stop_requested and signum == signal.SIGINT:
+                os._exit(130)
+            self.stop_requested = True
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+    # --- the tick ----------------------------------------------------------------------------
+
+    def _produce_frame(self) -> None:
+        t0 = time.perf_counter()
+        self.simulation.tick()
+        t1 = time.perf_counter()
+        frame = self.simulation.render()
+        t2 = time.perf_counter()
+        self.backend.to_host(frame, out=self.writer.next_slot())
+        t3 = time.perf_counter()
+        self.writer.publish(sim_step=self.simulation.sim_step, params_version=self.params_version)
+        t4 = time.perf_counter()
+        self.stats.record({"step": t1 - t0, "render": t2 - t1, "copy": t3 - t2, "publish": t4 - t3})
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep until the next frame is due, answering control requests meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_requested:
+            remaining_ms = int((deadline - time.monotonic()) * 1e3)
+            if remaining_ms <= 0:
+                return
+            self.endpoint.poll(min(remaining_ms, 100))
+            if self.paused:
+                self.writer.heartbeat()
+
+    # --- control ops ---------------------------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+        return {
+            "hello": lambda _args: self._hello(),
+            "ping": lambda _args: {"pong": True, "pid": os.getpid()},
+            "status": lambda _args: self.status(),
+            "presets": lambda _args: self._presets(),
+            "preset": lambda args: self._change(self._set_preset, args["name"]),
+            "speed": lambda args: self._change(self._set_attr, "speed", args["value"]),
+            "hue": lambda args: self._change(self._set_attr, "hue_shift", args["value"]),
+            "brightness": lambda args: self._change(self._set_attr, "brightness", args["value"]),
+            "reseed": lambda args: self._change(self.simulation.reseed, args.get("seed")),
+            "pause": lambda _args: self._change(self._set_paused, True),
+            "resume": lambda _args: self._change(self._set_paused, False),
+        }
+
+    def _change(self, apply: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        """Apply one control change between frames and bump the params version frames carry."""
+        value = apply(*args)
+        self.params_version += 1
+        result = {"params_version": self.params_version}
+        if value is not None:
+            result["value"] = value
+        return result
+
+    def _set_preset(self, name: str) -> str:
+        try:
+            self.simulation.set_preset(name)
+        except UnknownPresetError as exc:
+            raise ControlError(ErrorCode.UNKNOWN_PRESET, str(exc).strip("'\"")) from exc
+        log.info("preset -> %s", name)
+        return name
+
+    def _set_attr(self, attribute: str, value: float) -> float:
+        setattr(self.simulation, attribute, value)
+        return getattr(self.simulation, attribute)
+
+    def _set_paused(self, paused: bool) -> bool:
+        self.paused = paused
+        self.writer.set_paused(paused)
+        return paused
+
+    def _presets(self) -> list[dict[str, str]]:
+        return [
+            {"name": p.name, "title": p.title, "engine": p.engine, "description": p.description}
+            for p in list_presets(self.config.presets_dir)
+        ]
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "server": "ca-server",
+            "version": __version__,
+            "protocol": [PROTOCOL_VERSION],
+            "ring": {
+                "name": self.config.name,
+                "path": str(self.writer.path),
+                "epoch": self.writer.epoch,
+                "width": self.config.width,
+                "height": self.config.height,
+                "channels": 3,
+                "dtype": "uint8",
+                "slots": self.config.slots,
+            },
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Everything `ctl status` shows; plain msgpack-able values only."""
+        sim = self.simulation
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "backend": self.backend.name,
+            "device": self.backend.device_name,
+            "width": self.config.width,
+            "height": self.config.height,
+            "preset": sim.preset_name,
+            "speed": sim.speed,
+            "hue": sim.hue_shift,
+            "brightness": sim.brightness,
+            "seed": sim.seed,
+            "paused": self.paused,
+            "params_version": self.params_version,
+            "target_fps": self.config.fps,
+            "measured_fps": round(self.stats.measured_fps, 2),
+            "stage_ms": {k: round(v, 3) for k, v in self.stats.stage_ms.items()},
+            "frames_published": self.stats.frames_published,
+            "frames_late": self.clock.late_frames,
+            "sim_step": sim.sim_step,
+            "health": {key: _plain(value) for key, value in sim.health().items()},
+            "uptime_s": round(time.monotonic() - self.started_s, 3),
+            "vram_bytes": self.backend.memory_in_use_bytes(),
+            "ring": {"name": self.config.name, "path": str(self.writer.path)},
+            "control_endpoint": self.endpoint.endpoint,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """A numpy/CuPy scalar as the Python number msgpack can encode; anything else unchanged."""
+    return value.item() if hasattr(value, "item") else value
