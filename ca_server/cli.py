@@ -246,10 +246,8 @@ def ping(context: typer.Context) -> None:
     ctx: CtlContext = context.obj
     started = time.perf_counter()
     result = ctx.call("ping")
-    ctx.show(
-        result,
-        f"pong from pid {result.get('pid')} in {(time.perf_counter() - started) * 1e3:.1f} ms",
-    )
+    elapsed_ms = (time.perf_counter() - started) * 1e3
+    ctx.show(result, f"pong from pid {result.get('pid')} in {elapsed_ms:.1f} ms")
 
 
 @ctl_app.command()
@@ -434,9 +432,9 @@ def read_frames(name: str, *, seconds: float, timeout_s: float) -> tuple[list[An
             if frames and elapsed >= seconds:
                 break
             if not frames and elapsed > timeout_s:
+                reason = result.message or result.status.name.lower()
                 fail(
-                    f"no frame arrived from ring {name!r} within {timeout_s:g} s "
-                    f"({result.status.name.lower()}{': ' + result.message if result.message else ''})",
+                    f"no frame arrived from ring {name!r} within {timeout_s:g} s ({reason})",
                     ExitCode.UNAVAILABLE,
                 )
             time.sleep(0.005)

@@ -80,7 +80,7 @@ class FrameStats:
             self._window_start_s, self._window_frames = now, 0
 
     def idle(self) -> None:
-        """Called while paused: the frame rate falls to zero instead of freezing at its last value."""
+        """While paused the measured rate drops to zero instead of freezing at its last value."""
         self.measured_fps = 0.0
         self._window_start_s, self._window_frames = time.monotonic(), 0
 

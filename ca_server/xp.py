@@ -1,10 +1,10 @@
 """The array backend: numpy or CuPy, chosen once at startup and passed inward as a `Backend`.
 
 This is the only module that imports CuPy. Engines and the renderer receive a `Backend` and use
-`backend.xp` (the array module), `backend.fft` (scipy.fft with worker threads on CPU, cupyx.scipy.fft
-on GPU) and `backend.ndimage` (scipy.ndimage / cupyx.scipy.ndimage); they never import cupy or
-scipy themselves. `auto` falls back to numpy with one warning line saying why; an explicit `cupy`
-without a usable GPU is a `BackendUnavailableError`.
+`backend.xp` (the array module), `backend.fft` (scipy.fft with worker threads on CPU,
+cupyx.scipy.fft on GPU) and `backend.ndimage` (scipy.ndimage / cupyx.scipy.ndimage); they
+never import cupy or scipy themselves. `auto` falls back to numpy with one warning line saying
+why; an explicit `cupy` without a usable GPU is a `BackendUnavailableError`.
 """
 
 from __future__ import annotations
