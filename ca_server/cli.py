@@ -407,6 +407,24 @@ def record(
     typer.echo(f"wrote {out}: {len(frames)} frames at {fps:.1f} fps")
 
 
+@app.command()
+def view(
+    name: NameOption = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+) -> None:
+    """Watch the ring live in a browser (MJPEG on http://127.0.0.1:8080/)."""
+    from ca_server.preview import serve_preview
+
+    logging.basicConfig(stream=sys.stderr, level="INFO", format="ca-server view: %(message)s")
+    try:
+        serve_preview(ring_name_or_default(name), host, port)
+    except OSError as exc:
+        fail(f"cannot serve on {host}:{port}: {exc.strerror}; pick another --port", ExitCode.CONFIG)
+    except KeyboardInterrupt:
+        raise typer.Exit(int(ExitCode.OK)) from None
+
+
 def read_frames(name: str, *, seconds: float, timeout_s: float) -> tuple[list[Any], float]:
     """Frames (H, W, 3) uint8 read from ring `name` for `seconds` (0: just the newest one).
 
