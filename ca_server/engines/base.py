@@ -1,0 +1,186 @@
+"""The engine interface every CA implements, and the host-side seed shapes they share.
+
+An engine owns its state arrays on the backend's device and exposes `world`, the (H, W) float32
+field in [0, 1] that the renderer draws (Lenia's A, SmoothLife's f, MNCA's a, Gray-Scott's V).
+`step()` advances one engine step in place. `seed()` and `drop_cluster()` take a numpy Generator:
+seeds are drawn on the host (rare events) and uploaded, so a seed gives the same start on numpy
+and CuPy. Spatial sizes follow the prototype's convention: tuned at 512 px, scaled by
+`res_scale = min(H, W) / 512`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ca_server.xp import Backend
+
+BASE_RESOLUTION = 512
+
+
+@dataclass(frozen=True)
+class Breathing:
+    """One slow sinusoidal modulation: value = base + amplitude * sin(phase), floored at minimum."""
+
+    parameter: str
+    amplitude: float  # absolute, in the parameter's units
+    frequency_hz: float
+    minimum: float = 0.0
+
+
+class Engine(ABC):
+    """A continuous CA on a torus: state on the device, stepped in place."""
+
+    name: ClassVar[str]
+
+    def __init__(self, backend: Backend, height: int, width: int, params: Mapping[str, Any]):
+        if height < 16 or width < 16:
+            raise ValueError(f"grid {width}x{height} is too small; use at least 16x16")
+        self.backend, self.height, self.width = backend, height, width
+        self.params = dict(params)
+        self.res_scale = min(height, width) / BASE_RESOLUTION
+
+    @property
+    @abstractmethod
+    def world(self) -> Any:
+        """The display field: (H, W) float32 in [0, 1] on the device, updated in place."""
+
+    @property
+    def fields(self) -> tuple[Any, ...]:
+        """Every state field the flow advects, each (H, W) float32 on the device."""
+        return (self.world,)
+
+    @abstractmethod
+    def step(self) -> None:
+        """Advance one engine step in place."""
+
+    @abstractmethod
+    def seed(self, rng: np.random.Generator, kind: str, density: float) -> None:
+        """Replace the state with a fresh seed of `kind` (validated by the preset loader)."""
+
+    @abstractmethod
+    def drop_cluster(self, rng: np.random.Generator) -> None:
+        """Add 3-5 small seeds near the centre (the prototype's re-nucleation), in place."""
+
+    def breathing(self) -> tuple[Breathing, ...]:
+        """The engine's LFO modulations around the preset's values (prototype §2.7)."""
+        return ()
+
+    def set_live(self, values: Mapping[str, float]) -> None:  # noqa: B027 - optional hook
+        """Apply modulated scalar parameters (no kernel rebuild)."""
+
+    def load_fields(self, host_fields: Sequence[Any]) -> None:
+        """Replace the state with `fields`-shaped device or host arrays (used after warm-up)."""
+        xp = self.backend.xp
+        for target, source in zip(self.fields, host_fields, strict=True):
+            xp.copyto(target, xp.asarray(source, dtype=xp.float32))
+
+    def _upload(self, host: np.ndarray, target: Any) -> None:
+        xp = self.backend.xp
+        xp.copyto(target, xp.asarray(np.clip(host, 0.0, 1.0).astype(np.float32)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Host seed geometry: (H, W) float32 numpy arrays in [0, 1].
+
+
+def centred_radius(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dy, r): offsets from the frame centre normalised to the half-sides, and their norm.
+
+    Each (H, W) float32 on the host; r = 1 on the inscribed ellipse, > 1 in the corners.
+    """
+    y = (np.arange(height, dtype=np.float32) + 0.5 - height / 2) / (height / 2)
+    x = (np.arange(width, dtype=np.float32) + 0.5 - width / 2) / (width / 2)
+    dy, dx = np.meshgrid(y, x, indexing="ij")
+    return dx, dy, np.sqrt(dx * dx + dy * dy)
+
+
+def wrapped_distance2(height: int, width: int, cy: float, cx: float) -> np.ndarray:
+    """Squared toroidal pixel distance of every cell to (cy, cx); (H, W) float32, host."""
+    y = np.abs(np.arange(height, dtype=np.float32) - cy)
+    x = np.abs(np.arange(width, dtype=np.float32) - cx)
+    y = np.minimum(y, height - y)
+    x = np.minimum(x, width - x)
+    return y[:, None] ** 2 + x[None, :] ** 2
+
+
+def gaussian_blobs(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    count: int,
+    base_radius: float,
+    scatter: float,
+    density: float,
+    radius_range: tuple[float, float] = (0.4, 2.0),
+) -> np.ndarray:
+    """`count` textured Gaussian blobs scattered around the centre, max-composited (prototype)."""
+    out = np.zeros((height, width), np.float32)
+    for _ in range(count):
+        cy = height / 2 + rng.normal(0.0, scatter)
+        cx = width / 2 + rng.normal(0.0, scatter)
+        radius = base_radius * rng.uniform(*radius_range)
+        amplitude = density * rng.uniform(0.5, 1.0)
+        blob = np.exp(-wrapped_distance2(height, width, cy % height, cx % width) / (2 * radius**2))
+        texture = rng.uniform(0.6, 1.0, (height, width)).astype(np.float32)
+        np.maximum(out, amplitude * blob * texture, out=out)
+    return out
+
+
+def noisy_envelope(
+    rng: np.random.Generator, height: int, width: int, radius: float, density: float
+) -> np.ndarray:
+    """Uniform noise x density under a Gaussian envelope of `radius` px at the centre."""
+    envelope = np.exp(-wrapped_distance2(height, width, height / 2, width / 2) / (2 * radius**2))
+    return (rng.uniform(0.0, 1.0, (height, width)) * density * envelope).astype(np.float32)
+
+
+def ring_seed(
+    rng: np.random.Generator, height: int, width: int, radius: float, thickness: float
+) -> np.ndarray:
+    """A textured ring of `radius` and `thickness` px around the centre."""
+    distance = np.sqrt(wrapped_distance2(height, width, height / 2, width / 2))
+    ring = np.exp(-0.5 * ((distance - radius) / (thickness / 2)) ** 2)
+    return (ring * rng.uniform(0.6, 1.0, (height, width))).astype(np.float32)
+
+
+def cluster_centres(rng: np.random.Generator, height: int, width: int) -> list[tuple[float, float]]:
+    """3-5 points within +-4% of the side around a point within +-8% of the centre (prototype)."""
+    side = min(height, width)
+    cy = height / 2 + rng.uniform(-0.08, 0.08) * side
+    cx = width / 2 + rng.uniform(-0.08, 0.08) * side
+    count = int(rng.integers(3, 6))
+    return [
+        (cy + rng.uniform(-0.04, 0.04) * side, cx + rng.uniform(-0.04, 0.04) * side)
+        for _ in range(count)
+    ]
+
+
+def stamp_max(backend: Backend, field: Any, cy: float, cx: float, patch: np.ndarray) -> None:
+    """field = max(field, patch) on the patch's window centred at (cy, cx), wrapping at edges."""
+    xp = backend.xp
+    ph, pw = patch.shape
+    height, width = field.shape
+    rows = (np.arange(ph) + round(cy) - ph // 2) % height
+    cols = (np.arange(pw) + round(cx) - pw // 2) % width
+    index = xp.ix_(xp.asarray(rows), xp.asarray(cols))
+    field[index] = xp.maximum(field[index], xp.asarray(patch.astype(np.float32)))
+
+
+def gaussian_patch(radius: float, amplitude: float) -> np.ndarray:
+    """A (2*ceil(3r)+1)^2 Gaussian bump of `radius` px and peak `amplitude`; host float32."""
+    half = int(np.ceil(3 * radius))
+    y, x = np.mgrid[-half : half + 1, -half : half + 1]
+    return (amplitude * np.exp(-(x * x + y * y) / (2 * radius**2))).astype(np.float32)
+
+
+def disc_patch(rng: np.random.Generator, radius: float, low: float, high: float) -> np.ndarray:
+    """A filled disc of `radius` px with uniform values low..high; host float32."""
+    half = int(np.ceil(radius)) + 1
+    y, x = np.mgrid[-half : half + 1, -half : half + 1]
+    inside = (x * x + y * y) <= radius * radius
+    return (inside * rng.uniform(low, high, inside.shape)).astype(np.float32)

@@ -1,0 +1,139 @@
+"""The prototype's per-step "keep it moving" machinery, fused into a few in-place passes (§2.3).
+
+After each engine step (and flow advection) the world gets, for Lenia, SmoothLife and MNCA:
+containment (a radial multiplicative fade past r = 0.35, or 0.6 for MNCA), centre noise
+(noise x 0.003 under a Gaussian of width 0.18), a rotating stir (an additive tilt
+(cos phi dx + sin phi dy) x 0.010 under a Gaussian of width 0.25, phi += 0.005 per step) and, every
+4th step, a velocity perturbation (noise x 0.012, or 0.006 for SmoothLife, where the world stopped
+changing). All three additive terms apply only where the world has density (> 0.03), and they
+are summed into one buffer so the world is touched once. Noise comes from a seeded pool of
+full-size normal frames used round-robin, never from per-step randn. Gray-Scott gets no extras
+(its feed mask is its containment). MNCA also gets a subtractive rim beyond r = 0.7: its rule adds
+up to delta per ring per step at any density, which no multiplicative fade can hold, so the
+prototype's MNCA filled the whole frame; the rim keeps it to the ~50% disc the prototype meant.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ca_server.engines.base import centred_radius
+from ca_server.xp import Backend
+
+NOISE_POOL_FRAMES = 6
+PERTURB_EVERY_STEPS = 4
+STIR_RADIANS_PER_STEP = 0.005
+DENSITY_THRESHOLD = 0.03
+STILL_THRESHOLD = 0.003
+# Subtractive MNCA rim: deeper than the largest growth per step (3 rings x 0.05 x 1.3 LFO).
+MNCA_RIM_START, MNCA_RIM_RAMP, MNCA_RIM_DEPTH = 0.70, 0.15, 0.25
+
+# engine -> (containment start radius, ramp width, max fade per step, perturbation amplitude)
+_PROFILES = {
+    "lenia": (0.35, 0.30, 0.05, 0.012),
+    "smoothlife": (0.35, 0.30, 0.05, 0.006),
+    "mnca": (0.60, 0.25, 0.04, 0.012),
+}
+
+
+class NoisePool:
+    """NOISE_POOL_FRAMES standard-normal (H, W) float32 frames on the device, drawn from `seed`."""
+
+    def __init__(self, backend: Backend, height: int, width: int, seed: int):
+        rng = np.random.default_rng([seed, 0x6E6F6973])  # own stream: independent of seeding
+        host = rng.standard_normal((NOISE_POOL_FRAMES, height, width), dtype=np.float32)
+        self.frames = backend.xp.asarray(host)
+        self._next = 0
+
+    def take(self) -> Any:
+        """The next frame, round-robin: (H, W) float32, mean 0, std 1, on the device."""
+        frame = self.frames[self._next]
+        self._next = (self._next + 1) % NOISE_POOL_FRAMES
+        return frame
+
+
+def containment_mask(engine: str, height: int, width: int) -> np.ndarray | None:
+    """1 - fade * clip((r - start)/ramp, 0, 1) for `engine`, or None for Gray-Scott; host."""
+    if engine not in _PROFILES:
+        return None
+    start, ramp, fade, _ = _PROFILES[engine]
+    _, _, radius = centred_radius(height, width)
+    return (1.0 - fade * np.clip((radius - start) / ramp, 0.0, 1.0)).astype(np.float32)
+
+
+class KeepMoving:
+    """Containment, centre noise, rotating stir and velocity perturbation for one engine/grid."""
+
+    def __init__(self, backend: Backend, engine: str, height: int, width: int, noise: NoisePool):
+        xp = backend.xp
+        self.backend, self.noise = backend, noise
+        self.enabled = engine in _PROFILES
+        self.stir_phase = 0.0
+        self._step = 0
+        if not self.enabled:
+            return
+        self.perturb_amplitude = _PROFILES[engine][3]
+        dx, dy, radius = centred_radius(height, width)
+        centre = 0.003 * np.exp(-(radius**2) / (2 * 0.18**2))
+        stir = 0.010 * np.exp(-(radius**2) / (2 * 0.25**2))
+        self._containment = xp.asarray(containment_mask(engine, height, width))
+        self._rim: Any = None
+        if engine == "mnca":
+            rim = MNCA_RIM_DEPTH * np.clip((radius - MNCA_RIM_START) / MNCA_RIM_RAMP, 0.0, 1.0)
+            self._rim = xp.asarray(rim.astype(np.float32))
+        self._centre_noise_gain = xp.asarray(centre.astype(np.float32))
+        self._stir_x = xp.asarray((dx * stir).astype(np.float32))
+        self._stir_y = xp.asarray((dy * stir).astype(np.float32))
+        self._extra = xp.empty((height, width), xp.float32)
+        self._scratch = xp.empty((height, width), xp.float32)
+        self._mask = xp.empty((height, width), bool)
+        self._still = xp.empty((height, width), bool)
+        self._previous = xp.empty((height, width), xp.float32)
+
+    @property
+    def wants_previous(self) -> bool:
+        """True when the next `apply` perturbs and so needs `remember(world)` before the step."""
+        return self.enabled and (self._step + 1) % PERTURB_EVERY_STEPS == 0
+
+    def remember(self, world: Any) -> None:
+        """Keep a copy of the world from before the engine step (for the stillness test)."""
+        self.backend.xp.copyto(self._previous, world)
+
+    def apply(self, world: Any) -> None:
+        """Apply the extras to `world` ((H, W) float32 on device) in place; keeps it in [0, 1]."""
+        self._step += 1
+        if not self.enabled:
+            return
+        xp, extra, scratch = self.backend.xp, self._extra, self._scratch
+        xp.multiply(self.noise.take(), self._centre_noise_gain, out=extra)
+        xp.multiply(self._stir_x, math.cos(self.stir_phase), out=scratch)
+        extra += scratch
+        xp.multiply(self._stir_y, math.sin(self.stir_phase), out=scratch)
+        extra += scratch
+        self.stir_phase += STIR_RADIANS_PER_STEP
+        if self._step % PERTURB_EVERY_STEPS == 0:
+            xp.subtract(world, self._previous, out=scratch)
+            xp.abs(scratch, out=scratch)
+            xp.less(scratch, STILL_THRESHOLD, out=self._still)
+            xp.multiply(self.noise.take(), self.perturb_amplitude, out=scratch)
+            scratch *= self._still
+            extra += scratch
+        xp.greater(world, DENSITY_THRESHOLD, out=self._mask)
+        extra *= self._mask
+        world += extra
+        world *= self._containment
+        if self._rim is not None:
+            world -= self._rim
+        xp.clip(world, 0.0, 1.0, out=world)
+
+    def contain(self, world: Any, times: int = 1) -> None:
+        """Apply only the containment fade `times` times (the overcrowding response)."""
+        if self.enabled:
+            for _ in range(times):
+                world *= self._containment
+            if self._rim is not None:
+                world -= self._rim
+                self.backend.xp.clip(world, 0.0, 1.0, out=world)

@@ -1,0 +1,202 @@
+"""World health: cheap per-frame statistics, the actions that keep a world alive, LFO breathing.
+
+`HealthMonitor.measure` reads a decimated view (about 128 px on the short side) of the world and
+brings back three scalars in one transfer: mass (mean), alive (fraction > 0.01) and activity
+(mean absolute change per engine step). `decide` turns them into at most one action per frame,
+following the prototype's coverage management (peer-plugin.md §2.5) with the gaps it left
+closed: a world that stays dead after cluster drops is fully reseeded; an overfull world is
+eroded, harder for MNCA (whose weak erosion let it fill the frame), and reseeded if that fails;
+a frozen world (activity below a floor for seconds) is perturbed; a non-finite world is reseeded.
+`Breathing` turns the engine's LFO specs into live parameter values; its phase advances per engine
+step at a nominal 30 steps/s, so it is deterministic and independent of wall-clock time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from ca_server.engines.base import Breathing
+from ca_server.xp import Backend
+
+NOMINAL_STEPS_PER_SECOND = 30.0
+ALIVE_THRESHOLD = 0.01
+HEALTH_VIEW_PX = 128
+
+
+class Action(Enum):
+    NONE = "none"
+    CLUSTER = "cluster"  # drop one cluster of small seeds near the centre
+    REVIVE = "revive"  # drop eight clusters (the prototype's answer to death)
+    RESEED = "reseed"  # full reseed with the preset's recipe
+    ERODE = "erode"  # containment again plus a global fade
+    PERTURB = "perturb"  # erase a disc and drop a cluster
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """Thresholds for one engine family; frame counts assume ~30 frames per second."""
+
+    dead_mass: float = 0.002
+    sparse_alive: float = 0.05
+    crowded_alive: float = 0.85
+    erode_factor: float = 0.97
+    erode_containment_passes: int = 1
+    frozen_activity: float = 2e-4  # mean |change| per step below this counts as frozen
+    frozen_frames: int = 150
+    crowded_frames_before_reseed: int = 300
+    revives_before_reseed: int = 3
+    cooldown_frames: int = 30
+
+
+# The prototype's 0.97 fade left big-kernel Lenia (amoeba, tide_pool) at 95%+ coverage for many
+# seconds after warm-up; three containment passes and a 0.9 fade bring it back within a second.
+_LENIA_EROSION = {"erode_factor": 0.9, "erode_containment_passes": 3}
+
+
+def policy_for(engine: str, hi_res_lenia: bool = False) -> HealthPolicy:
+    """The health policy for `engine`; Lenia above 768 px uses the prototype's higher floor."""
+    if engine == "gray_scott":
+        # GS has no density-based nucleation or erosion (its feed mask shapes it); a V field
+        # that fills the frame is treated like a frozen one.
+        return HealthPolicy(sparse_alive=0.0, crowded_alive=0.95, erode_factor=1.0)
+    if engine == "mnca":
+        # The prototype's 0.97 fade could not hold MNCA back (99-100% coverage at 512 px); the
+        # keep-moving rim now bounds it to a disc, and erosion is a harder backstop.
+        return HealthPolicy(crowded_alive=0.80, erode_factor=0.9, erode_containment_passes=3)
+    # Fixed-size cluster drops rarely suit a narrow growth band (coral, mycelium: sigma 0.008-0.01),
+    # so a dead Lenia or SmoothLife world regrows from its own seed recipe at once.
+    if engine == "lenia" and hi_res_lenia:
+        return HealthPolicy(dead_mass=0.005, revives_before_reseed=0, **_LENIA_EROSION)
+    return HealthPolicy(revives_before_reseed=0, **_LENIA_EROSION)
+
+
+@dataclass
+class HealthCounters:
+    reseeds: int = 0
+    revives: int = 0
+    clusters: int = 0
+    erosions: int = 0
+    perturbs: int = 0
+
+
+class HealthMonitor:
+    """Per-frame statistics of one world and the action they call for."""
+
+    def __init__(self, backend: Backend, height: int, width: int, policy: HealthPolicy):
+        self.backend, self.policy = backend, policy
+        self.stride = max(1, min(height, width) // HEALTH_VIEW_PX)
+        view_shape = (len(range(0, height, self.stride)), len(range(0, width, self.stride)))
+        self._previous_view = backend.xp.zeros(view_shape, backend.xp.float32)
+        self._difference = backend.xp.empty(view_shape, backend.xp.float32)
+        self._has_previous = False
+        self.counters = HealthCounters()
+        self.mass = self.alive = self.activity = 0.0
+        self._frames_since_action = 10**9
+        self._frozen_frames = 0
+        self._crowded_frames = 0
+        self._revives_in_a_row = 0
+        self._frame = 0
+
+    def reset(self) -> None:
+        """Forget the previous view and streaks (after a reseed or a preset change)."""
+        self._has_previous = False
+        self._frozen_frames = self._crowded_frames = self._revives_in_a_row = 0
+
+    def measure(self, world: Any, steps: int) -> tuple[float, float, float]:
+        """(mass, alive, activity) of `world` ((H, W) float32 on device); one device transfer."""
+        xp = self.backend.xp
+        view = world[:: self.stride, :: self.stride]
+        xp.subtract(view, self._previous_view, out=self._difference)
+        xp.abs(self._difference, out=self._difference)
+        stats = xp.stack(
+            [view.mean(), (view > ALIVE_THRESHOLD).mean(dtype=xp.float32), self._difference.mean()]
+        )
+        mass, alive, change = (float(value) for value in self.backend.to_host(stats))
+        xp.copyto(self._previous_view, view)
+        if self._has_previous and steps > 0:
+            self.activity = change / steps
+        elif not self._has_previous:
+            self.activity = float("nan")  # unknown until two frames were seen
+        self._has_previous = True
+        self.mass, self.alive = mass, alive
+        return mass, alive, self.activity
+
+    def decide(self, steps: int) -> Action:
+        """The action for this frame, given the latest `measure`; updates streaks and counters."""
+        policy, counters = self.policy, self.counters
+        self._frame += 1
+        self._frames_since_action += 1
+        if not math.isfinite(self.mass):
+            return self._act(Action.RESEED)
+        cooling = self._frames_since_action < policy.cooldown_frames
+        if self.mass < policy.dead_mass:
+            if cooling:
+                return Action.NONE
+            if self._revives_in_a_row >= policy.revives_before_reseed:
+                self._revives_in_a_row = 0
+                return self._act(Action.RESEED)
+            self._revives_in_a_row += 1
+            return self._act(Action.REVIVE)
+        if self.alive > 0.05:
+            self._revives_in_a_row = 0
+        if self.alive > policy.crowded_alive:
+            self._crowded_frames += 1
+            if self._crowded_frames > policy.crowded_frames_before_reseed:
+                self._crowded_frames = 0
+                return self._act(Action.RESEED)
+            if policy.erode_factor < 1.0:
+                counters.erosions += 1
+                return Action.ERODE
+        else:
+            self._crowded_frames = max(0, self._crowded_frames - 1)
+        if steps > 0 and math.isfinite(self.activity):
+            frozen = self.activity < policy.frozen_activity
+            self._frozen_frames = self._frozen_frames + 1 if frozen else 0
+            if self._frozen_frames > policy.frozen_frames and not cooling:
+                self._frozen_frames = 0
+                return self._act(Action.PERTURB)
+        if self.alive < policy.sparse_alive and not cooling:
+            period = 15 if self.alive < 0.01 else 30
+            if self._frame % period == 0:
+                return self._act(Action.CLUSTER)
+        return Action.NONE
+
+    def _act(self, action: Action) -> Action:
+        self._frames_since_action = 0
+        counters = self.counters
+        if action is Action.RESEED:
+            counters.reseeds += 1
+        elif action is Action.REVIVE:
+            counters.revives += 1
+        elif action is Action.CLUSTER:
+            counters.clusters += 1
+        elif action is Action.PERTURB:
+            counters.perturbs += 1
+        return action
+
+
+class BreathingLFO:
+    """Sinusoidal modulation of engine parameters; phases advance per engine step."""
+
+    def __init__(self, specs: Sequence[Breathing], base: Mapping[str, float]):
+        self.specs = tuple(specs)
+        self.base = {spec.parameter: float(base[spec.parameter]) for spec in self.specs}
+        self.phases = np.zeros(len(self.specs))
+
+    def reset(self) -> None:
+        self.phases[:] = 0.0
+
+    def advance(self, steps: int) -> dict[str, float]:
+        """Advance `steps` engine steps and return the modulated values by parameter name."""
+        values = {}
+        for index, spec in enumerate(self.specs):
+            self.phases[index] += 2 * math.pi * spec.frequency_hz * steps / NOMINAL_STEPS_PER_SECOND
+            value = self.base[spec.parameter] + spec.amplitude * math.sin(self.phases[index])
+            values[spec.parameter] = max(spec.minimum, value)
+        return values

@@ -1,0 +1,138 @@
+"""One running preset: its engine, flow, keep-moving extras, LFO breathing, health and renderer.
+
+The Simulation holds one `Organism` on screen and, during a preset change, a second one warming
+up or fading in. An organism steps its engine, advects every state field along the preset's flow
+mix, applies the keep-moving extras, and once per video frame updates its LFO parameters and acts
+on its health monitor's verdict. All randomness comes from a numpy Generator seeded from the
+simulation seed, so a seed reproduces the same world on the same backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ca_server.engines import create_engine
+from ca_server.engines.base import wrapped_distance2
+from ca_server.engines.keep_moving import KeepMoving, NoisePool
+from ca_server.health import Action, BreathingLFO, HealthMonitor, policy_for
+from ca_server.presets import Preset
+from ca_server.xp import Backend
+
+FLOW_PIXELS_PER_STEP_AT_BASE = 0.8  # the prototype's tuned drift at 512 px
+REVIVE_CLUSTERS = 8
+
+
+class Organism:
+    """A preset running on an (height, width) grid of the backend's device."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        preset: Preset,
+        height: int,
+        width: int,
+        *,
+        seed: int,
+        noise: NoisePool,
+        flow_factory: Callable[..., Any],
+    ):
+        self.backend, self.preset = backend, preset
+        self.height, self.width, self.seed = height, width, seed
+        self.rng = np.random.default_rng([seed, 0x5EED])
+        self.engine = create_engine(preset.engine, backend, height, width, preset.engine_params)
+        self.keep_moving = KeepMoving(backend, preset.engine, height, width, noise)
+        pixels_per_step = max(0.2, FLOW_PIXELS_PER_STEP_AT_BASE * self.engine.res_scale)
+        self.flow = flow_factory(backend, height, width, pixels_per_step=pixels_per_step)
+        self.flow.set_strengths(dict(preset.flow))
+        self.breathing = BreathingLFO(self.engine.breathing(), self.engine.params)
+        hi_res = preset.engine == "lenia" and min(height, width) >= 768
+        self.monitor = HealthMonitor(backend, height, width, policy_for(preset.engine, hi_res))
+        self.renderer: Any = None
+        self.steps = 0
+
+    @property
+    def world(self) -> Any:
+        return self.engine.world
+
+    def seed_world(self) -> None:
+        """Fresh seed with the preset's recipe; LFO phases and health streaks restart."""
+        self.engine.seed(self.rng, self.preset.seed_kind, self.preset.seed_density)
+        self.breathing.reset()
+        self.monitor.reset()
+
+    def step(self, shaped: bool = True) -> None:
+        """One engine step; `shaped` adds flow, containment and the keep-moving extras."""
+        if shaped and self.keep_moving.wants_previous:
+            self.keep_moving.remember(self.engine.world)
+        self.engine.step()
+        self.steps += 1
+        if not shaped:
+            return
+        if self.flow.active:
+            for field in self.engine.fields:
+                self.flow.advect(field, out=field)
+        self.keep_moving.apply(self.engine.world)
+
+    def end_frame(self, steps: int) -> Action:
+        """Once per video frame: breathe the parameters, measure health, act on it."""
+        if steps:
+            self.engine.set_live(self.breathing.advance(steps))
+        self.monitor.measure(self.engine.world, steps)
+        action = self.monitor.decide(steps)
+        self.apply(action)
+        return action
+
+    def apply(self, action: Action) -> None:
+        engine = self.engine
+        if action is Action.CLUSTER:
+            engine.drop_cluster(self.rng)
+        elif action is Action.REVIVE:
+            for _ in range(REVIVE_CLUSTERS):
+                engine.drop_cluster(self.rng)
+        elif action is Action.RESEED:
+            self.seed_world()
+        elif action is Action.ERODE:
+            policy = self.monitor.policy
+            world = engine.world
+            self.keep_moving.contain(world, policy.erode_containment_passes)
+            world *= policy.erode_factor
+        elif action is Action.PERTURB:
+            self._erase_disc()
+            engine.drop_cluster(self.rng)
+
+    def _erase_disc(self) -> None:
+        """Clear a disc 10-20% of the short side across somewhere near the centre."""
+        xp, h, w = self.backend.xp, self.height, self.width
+        side = min(h, w)
+        radius = side * self.rng.uniform(0.05, 0.10)
+        cy = h / 2 + self.rng.uniform(-0.25, 0.25) * side
+        cx = w / 2 + self.rng.uniform(-0.25, 0.25) * side
+        keep = 1.0 - np.exp(-((wrapped_distance2(h, w, cy % h, cx % w) / radius**2) ** 4))
+        keep_device = xp.asarray(keep.astype(np.float32))
+        world = self.engine.world
+        world *= keep_device
+        if self.preset.engine == "gray_scott":  # empty GS is U = 1, V = 0
+            u = self.engine.fields[0]
+            u *= keep_device
+            u += 1.0 - keep_device
+
+    def load_from(self, smaller: Organism) -> None:
+        """Take over a warmed-up organism's state from a grid `factor` times smaller."""
+        factor_y, factor_x = self.height / smaller.height, self.width / smaller.width
+        ndimage = self.backend.ndimage
+        fields = []
+        for field in smaller.engine.fields:
+            if factor_y == factor_x == 1:
+                fields.append(field)
+                continue
+            big = ndimage.zoom(
+                field, (factor_y, factor_x), order=1, mode="grid-wrap", grid_mode=True
+            )
+            fields.append(self.backend.xp.clip(big, 0.0, 1.0))
+        self.engine.load_fields(fields)
+        self.breathing.phases[:] = smaller.breathing.phases
+        self.keep_moving.stir_phase = smaller.keep_moving.stir_phase
+        self.steps = smaller.steps

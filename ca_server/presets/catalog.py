@@ -1,0 +1,379 @@
+"""Reading and validating preset files: one TOML file per preset, stdlib only.
+
+A preset file has the tables `[preset]` (name, title, engine, description, order, optional speed),
+`[engine]` (the engine's parameters, named as in the prototype plug-in), `[seed]` (kind, density),
+`[flow]` (the seven flow strengths) and `[render]` (palette, hue, brightness, thickness). Every
+field is checked against the schema below, and every failure is a `PresetFileError` naming the
+file and the dotted field, so a typo in a user file is one clear line, not a crash deep in an
+engine. This module must import nothing but the standard library: the Scope plugin imports
+`ca_server.presets` to fill its dropdown without numpy, scipy or the engines.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+DEFAULT_PRESET = "coral"
+FLOW_NAMES: tuple[str, ...] = ("radial", "rotate", "swirl", "bubble", "ring", "vortex", "vertical")
+ENGINE_NAMES: tuple[str, ...] = ("lenia", "smoothlife", "mnca", "gray_scott")
+SEED_KINDS: Mapping[str, tuple[str, ...]] = {
+    "lenia": ("blobs", "ring", "random", "dense"),
+    "smoothlife": ("blobs", "random", "ring"),
+    "mnca": ("blobs", "random", "ring", "sparse"),
+    "gray_scott": ("dense", "center", "random"),
+}
+DEFAULT_SEED_DENSITY = 0.5
+_NAME_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+class PresetError(Exception):
+    """Base of the preset errors."""
+
+
+class UnknownPresetError(PresetError, KeyError):
+    """No preset has the requested name; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "unknown preset"
+
+
+class PresetFileError(PresetError, ValueError):
+    """A preset file is unreadable or has a bad field; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    """What a preset menu needs: the key, the UI title, the engine and one line of description."""
+
+    name: str
+    title: str
+    engine: str
+    description: str
+
+
+@dataclass(frozen=True, eq=False)
+class Preset:
+    """A validated preset. Mappings are read-only; `source` is the file it came from."""
+
+    name: str
+    title: str
+    engine: str
+    description: str
+    order: int
+    speed: float
+    engine_params: Mapping[str, Any]
+    seed_kind: str
+    seed_density: float
+    flow: Mapping[str, float]
+    render: Mapping[str, Any]
+    source: str = field(default="")
+
+    @property
+    def info(self) -> PresetInfo:
+        return PresetInfo(self.name, self.title, self.engine, self.description)
+
+
+# ---------------------------------------------------------------------------------------------
+# Field checks. Each returns the cleaned value or raises ValueError with the reason; the caller
+# adds the file and field.
+
+
+def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, got {type(value).__name__} {value!r}")
+        value = float(value)
+        if value < low or value > high or (low_open and value == low):
+            bracket = "(" if low_open else "["
+            raise ValueError(f"must be in {bracket}{low}, {high}], got {value}")
+        return value
+
+    return check
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"must be in [{low}, {high}], got {value}")
+        return value
+
+    return check
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _number_list(low: float, high: float, *, low_open: bool = False) -> Callable[[Any], tuple]:
+    item = _number(low, high, low_open=low_open)
+
+    def check(value: Any) -> tuple[float, ...]:
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"must be a non-empty list of numbers, got {value!r}")
+        return tuple(item(v) for v in value)
+
+    return check
+
+
+def _rings(value: Any) -> tuple[tuple[float, float], ...]:
+    radius = _number(0.0, 200.0)
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of [inner, outer] radius pairs")
+    rings = []
+    for pair in value:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError(f"each ring must be [inner, outer], got {pair!r}")
+        inner, outer = radius(pair[0]), radius(pair[1])
+        if outer <= inner:
+            raise ValueError(f"ring {pair!r} needs outer > inner")
+        rings.append((inner, outer))
+    return tuple(rings)
+
+
+def _rules(value: Any) -> tuple[tuple[tuple[float, float], ...], ...]:
+    bound = _number(0.0, 1.0)
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a list (one per ring) of lists of [low, high] intervals")
+    per_ring = []
+    for intervals in value:
+        if not isinstance(intervals, list) or not intervals:
+            raise ValueError(f"each ring's rules must be a non-empty list, got {intervals!r}")
+        cleaned = []
+        for interval in intervals:
+            if not isinstance(interval, list) or len(interval) != 2:
+                raise ValueError(f"each rule must be [low, high], got {interval!r}")
+            low, high = bound(interval[0]), bound(interval[1])
+            if high < low:
+                raise ValueError(f"rule {interval!r} needs high >= low")
+            cleaned.append((low, high))
+        per_ring.append(tuple(cleaned))
+    return tuple(per_ring)
+
+
+# Engine parameter schemas: name -> (check, default or _REQUIRED). Ranges are the envelope in
+# which the engines are numerically sane, not the prototype's slider ranges.
+_REQUIRED = object()
+_ENGINE_SCHEMAS: Mapping[str, Mapping[str, tuple[Callable[[Any], Any], Any]]] = {
+    "lenia": {
+        "R": (_number(2, 200), _REQUIRED),
+        "T": (_number(1, 1000), _REQUIRED),
+        "mu": (_number(0, 1, low_open=True), _REQUIRED),
+        "sigma": (_number(0, 1, low_open=True), _REQUIRED),
+        "peaks": (_number_list(0, 1), (0.5,)),
+        "widths": (_number_list(0, 1, low_open=True), (0.15,)),
+    },
+    "smoothlife": {
+        "ri": (_number(1, 200), 4.0),
+        "ra": (_number(2, 400), 12.0),
+        "b1": (_number(0, 1), 0.278),
+        "b2": (_number(0, 1), 0.365),
+        "d1": (_number(0, 1), 0.267),
+        "d2": (_number(0, 1), 0.445),
+        # floor 0.01: the transition's exp((x - 1/2)/alpha) must stay finite in float32
+        "alpha_n": (_number(0.01, 1), 0.028),
+        "alpha_m": (_number(0.01, 1), 0.147),
+        "dt": (_number(0, 1, low_open=True), 0.1),
+    },
+    "mnca": {
+        "rings": (_rings, _REQUIRED),
+        "rules": (_rules, _REQUIRED),
+        "delta": (_number(0, 1, low_open=True), 0.05),
+    },
+    "gray_scott": {
+        "F": (_number(0, 0.2, low_open=True), _REQUIRED),
+        "k": (_number(0, 0.2, low_open=True), _REQUIRED),
+        # Explicit Euler with dt = 1 on the 9-point stencil is stable up to D = 1.25.
+        "Du": (_number(0, 1.2, low_open=True), 0.2097),
+        "Dv": (_number(0, 1.2, low_open=True), 0.105),
+        "substeps": (_integer(1, 16), 2),
+    },
+}
+
+
+def _cross_checks(engine: str, params: dict[str, Any]) -> None:
+    """Checks that involve two fields; raises (field, reason)."""
+    if engine == "lenia" and len(params["peaks"]) != len(params["widths"]):
+        raise _FieldError("widths", "must have one width per peak")
+    if engine == "smoothlife" and params["ra"] <= params["ri"]:
+        raise _FieldError("ra", "must be larger than ri")
+    if engine == "mnca" and len(params["rules"]) != len(params["rings"]):
+        raise _FieldError("rules", "must have one list of intervals per ring")
+
+
+class _FieldError(Exception):
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(field_name, reason)
+        self.field_name, self.reason = field_name, reason
+
+
+def _table(document: Mapping[str, Any], name: str, *, required: bool) -> Mapping[str, Any]:
+    table = document.get(name)
+    if table is None:
+        if required:
+            raise _FieldError(name, "table is missing")
+        return {}
+    if not isinstance(table, dict):
+        raise _FieldError(name, "must be a table")
+    return table
+
+
+def _checked_table(
+    table: Mapping[str, Any], prefix: str, schema: Mapping[str, tuple[Callable, Any]]
+) -> dict[str, Any]:
+    unknown = sorted(set(table) - set(schema))
+    if unknown:
+        raise _FieldError(f"{prefix}.{unknown[0]}", f"unknown field; known: {', '.join(schema)}")
+    cleaned: dict[str, Any] = {}
+    for key, (check, default) in schema.items():
+        if key not in table:
+            if default is _REQUIRED:
+                raise _FieldError(f"{prefix}.{key}", "is required")
+            if default is not None:
+                cleaned[key] = default
+            continue
+        try:
+            cleaned[key] = check(table[key])
+        except ValueError as exc:
+            raise _FieldError(f"{prefix}.{key}", str(exc)) from None
+    return cleaned
+
+
+def _optional_text(value: Any) -> str:
+    return _text(value)
+
+
+_PRESET_SCHEMA = {
+    "name": (_text, _REQUIRED),
+    "title": (_text, _REQUIRED),
+    "engine": (_text, _REQUIRED),
+    "description": (_text, ""),
+    "order": (_integer(-1_000_000, 1_000_000), 1000),
+    "speed": (_number(0, 8, low_open=True), 1.0),
+}
+_SEED_SCHEMA = {"kind": (_text, _REQUIRED), "density": (_number(0, 1), DEFAULT_SEED_DENSITY)}
+_FLOW_SCHEMA = {name: (_number(-1, 1), 0.0) for name in FLOW_NAMES}
+_RENDER_SCHEMA = {
+    "palette": (_text, "oil_slick"),
+    "hue": (_number(0, 1), None),
+    "brightness": (_number(0, 3), None),
+    "thickness": (_number(0, 20), None),
+    # The renderer's finer controls (ranges as in ca_server/render/settings.py, repeated here so
+    # a bad value is reported with its file at load time, without importing the renderer).
+    "smoothing": (_number(0, 0.99), None),
+    "bloom": (_number(0, 2), None),
+    "relief": (_number(0, 2), None),
+    "iridescence": (_number(0, 2), None),
+    "film": (_number(0, 4), None),
+    "floor": (_number(0, 0.99), None),
+    "gain": (_number(0.01, 20), None),
+}
+
+
+def parse_preset(text: str, source: str, expected_name: str | None = None) -> Preset:
+    """Parse and validate one preset file's text; `source` names it in error messages."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetFileError(f"{source}: not valid TOML ({exc})") from None
+    try:
+        unknown = sorted(set(document) - {"preset", "engine", "seed", "flow", "render"})
+        if unknown:
+            raise _FieldError(
+                unknown[0], "unknown table; known: preset, engine, seed, flow, render"
+            )
+        head = _checked_table(_table(document, "preset", required=True), "preset", _PRESET_SCHEMA)
+        if not _NAME_PATTERN.match(head["name"]):
+            raise _FieldError("preset.name", "must be lowercase letters, digits and _ only")
+        if expected_name is not None and head["name"] != expected_name:
+            raise _FieldError("preset.name", f"must match the file name {expected_name!r}")
+        engine = head["engine"]
+        if engine not in _ENGINE_SCHEMAS:
+            raise _FieldError("preset.engine", f"unknown engine; known: {', '.join(ENGINE_NAMES)}")
+        params = _checked_table(
+            _table(document, "engine", required=True), "engine", _ENGINE_SCHEMAS[engine]
+        )
+        try:
+            _cross_checks(engine, params)
+        except _FieldError as exc:
+            raise _FieldError(f"engine.{exc.field_name}", exc.reason) from None
+        seed = _checked_table(_table(document, "seed", required=True), "seed", _SEED_SCHEMA)
+        if seed["kind"] not in SEED_KINDS[engine]:
+            kinds = ", ".join(SEED_KINDS[engine])
+            raise _FieldError("seed.kind", f"unknown seed for {engine}; known: {kinds}")
+        flow = _checked_table(_table(document, "flow", required=False), "flow", _FLOW_SCHEMA)
+        render = _checked_table(
+            _table(document, "render", required=False), "render", _RENDER_SCHEMA
+        )
+    except _FieldError as exc:
+        raise PresetFileError(f"{source}: field {exc.field_name} {exc.reason}") from None
+    return Preset(
+        name=head["name"],
+        title=head["title"],
+        engine=engine,
+        description=head["description"],
+        order=head["order"],
+        speed=head["speed"],
+        engine_params=MappingProxyType(params),
+        seed_kind=seed["kind"],
+        seed_density=seed["density"],
+        flow=MappingProxyType(flow),
+        render=MappingProxyType(render),
+        source=source,
+    )
+
+
+def _packaged_files() -> Iterable[tuple[str, str, Callable[[], str]]]:
+    data = resources.files(__package__).joinpath("data")
+    for entry in data.iterdir():
+        if entry.name.endswith(".toml"):
+            yield entry.name[:-5], f"ca_server/presets/data/{entry.name}", entry.read_text
+
+
+def _user_files(presets_dir: Path) -> Iterable[tuple[str, str, Callable[[], str]]]:
+    directory = Path(presets_dir)
+    if not directory.is_dir():
+        raise PresetFileError(f"{directory}: presets_dir is not a directory; create it or unset it")
+    for path in sorted(directory.glob("*.toml")):
+        yield path.stem, str(path), lambda path=path: path.read_text(encoding="utf-8")
+
+
+def _sources(presets_dir: Path | None) -> dict[str, tuple[str, Callable[[], str]]]:
+    """Map name -> (source label, reader); user files override packaged ones of the same name."""
+    found = {name: (label, read) for name, label, read in _packaged_files()}
+    if presets_dir is not None:
+        found.update({name: (label, read) for name, label, read in _user_files(presets_dir)})
+    return found
+
+
+def _read(name: str, label: str, read: Callable[[], str]) -> Preset:
+    try:
+        text = read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetFileError(f"{label}: cannot read ({exc})") from None
+    return parse_preset(text, label, expected_name=name)
+
+
+def load_all(presets_dir: Path | None = None) -> list[Preset]:
+    """Every preset, validated, sorted by (order, name)."""
+    presets = [_read(name, *source) for name, source in _sources(presets_dir).items()]
+    return sorted(presets, key=lambda preset: (preset.order, preset.name))
+
+
+def load_one(name: str, presets_dir: Path | None = None) -> Preset:
+    """One preset by name; UnknownPresetError lists the valid names."""
+    sources = _sources(presets_dir)
+    if name not in sources:
+        valid = ", ".join(preset.name for preset in load_all(presets_dir))
+        raise UnknownPresetError(f"unknown preset {name!r}; valid presets: {valid}")
+    return _read(name, *sources[name])

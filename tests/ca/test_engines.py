@@ -1,0 +1,163 @@
+"""Engine update rules against direct reference implementations, plus shape/dtype/determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ca_server.engines import ENGINE_CLASSES, create_engine
+from ca_server.engines.kernels import lenia_kernel, logistic_disc, logistic_ring, torus_distance
+from ca_server.presets import load_preset
+from ca_server.xp import numpy_backend
+
+BACKEND = numpy_backend(fft_workers=1)
+ONE_PER_ENGINE = {"lenia": "coral", "smoothlife": "sl_gliders", "mnca": "mnca_worm",
+                  "gray_scott": "medusa"}  # fmt: skip
+
+
+def make(preset_name: str, size: int = 64, seed: int = 0):
+    preset = load_preset(preset_name)
+    engine = create_engine(preset.engine, BACKEND, size, size, preset.engine_params)
+    engine.seed(np.random.default_rng(seed), preset.seed_kind, preset.seed_density)
+    return engine
+
+
+def circular_convolve(field: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Direct periodic convolution (float64): sum over kernel offsets of rolled fields."""
+    out = np.zeros(field.shape)
+    for dy, dx in zip(*np.nonzero(kernel > 1e-12), strict=True):
+        out += kernel[dy, dx] * np.roll(field, (dy, dx), axis=(0, 1))
+    return out
+
+
+def random_state(shape, seed=1, high=1.0):
+    return np.random.default_rng(seed).uniform(0, high, shape).astype(np.float32)
+
+
+def test_lenia_step_matches_direct_formula():
+    engine = make("nebula", 48)
+    state = random_state((48, 48), high=0.4)
+    engine.load_fields([state])
+    kernel = lenia_kernel(torus_distance(48, 48), engine.radius, (0.3, 0.6, 0.9), (0.15, 0.12, 0.1))
+    kernel /= kernel.sum()
+    potential = circular_convolve(state.astype(np.float64), kernel)
+    growth = 2 * np.exp(-0.5 * ((potential - 0.16) / 0.02) ** 2) - 1
+    expected = np.clip(state + growth / 12, 0, 1)
+    engine.step()
+    np.testing.assert_allclose(engine.world, expected, atol=2e-4)
+
+
+def test_smoothlife_step_matches_direct_formula():
+    engine = make("sl_chaos", 48)
+    state = random_state((48, 48), seed=2)
+    engine.load_fields([state])
+    distance = torus_distance(48, 48)
+    ri, ra = engine.inner_radius, engine.outer_radius
+    disc, ring = logistic_disc(distance, ri), logistic_ring(distance, ri, ra)
+    m = circular_convolve(state, disc / disc.sum())
+    n = circular_convolve(state, ring / ring.sum())
+
+    def sigma(x, a, alpha):
+        return 1 / (1 + np.exp(-(x - a) / alpha))
+
+    p = load_preset("sl_chaos").engine_params
+    mix = sigma(m, 0.5, p["alpha_m"])
+    birth = sigma(n, p["b1"], p["alpha_n"]) * (1 - sigma(n, p["b2"], p["alpha_n"]))
+    survive = sigma(n, p["d1"], p["alpha_n"]) * (1 - sigma(n, p["d2"], p["alpha_n"]))
+    s = birth * (1 - mix) + survive * mix
+    expected = np.clip(state + p["dt"] * (2 * s - 1), 0, 1)
+    engine.step()
+    np.testing.assert_allclose(engine.world, expected, atol=2e-4)
+
+
+def test_mnca_step_matches_direct_rule():
+    engine = make("mnca_mitosis", 64)
+    state = random_state((64, 64), seed=3, high=0.6)
+    engine.load_fields([state])
+    distance = torus_distance(64, 64)
+    total = np.zeros((64, 64))
+    params = load_preset("mnca_mitosis").engine_params
+    for (inner, outer), intervals in zip(engine.rings, params["rules"], strict=True):
+        kernel = logistic_ring(distance, inner, outer)
+        average = circular_convolve(state, kernel / kernel.sum())
+        active = np.zeros(average.shape, bool)
+        for low, high in intervals:
+            active |= (average >= low) & (average <= high)
+        total += np.where(active, params["delta"], -params["delta"])
+    expected = np.clip(state + total, 0, 1)
+    engine.step()
+    # Cells whose average sits within round-off of a threshold may flip; allow a handful.
+    mismatched = np.abs(engine.world - expected) > 1e-4
+    assert mismatched.mean() < 0.002
+
+
+def test_gray_scott_substeps_match_rolled_stencil():
+    engine = make("reef", 40)
+    rng = np.random.default_rng(4)
+    u = rng.uniform(0.3, 1, (40, 40)).astype(np.float32)
+    v = rng.uniform(0, 0.4, (40, 40)).astype(np.float32)
+    engine.load_fields([u, v])
+    params = load_preset("reef").engine_params
+    feed = engine._feed.astype(np.float64)
+
+    def lap(x):
+        edges = sum(np.roll(x, s, a) for s in (1, -1) for a in (0, 1))
+        corners = sum(np.roll(x, (sy, sx), (0, 1)) for sy in (1, -1) for sx in (1, -1))
+        return 0.2 * edges + 0.05 * corners - x
+
+    ref_u, ref_v = u.astype(np.float64), v.astype(np.float64)
+    for _ in range(2):
+        uvv = ref_u * ref_v * ref_v
+        new_u = ref_u + params["Du"] * lap(ref_u) - uvv + feed * (1 - ref_u)
+        new_v = ref_v + params["Dv"] * lap(ref_v) + uvv - (feed + params["k"]) * ref_v
+        ref_u, ref_v = np.clip(new_u, 0, 1), np.clip(new_v, 0, 1)
+    engine.step()
+    np.testing.assert_allclose(engine.fields[0], ref_u, atol=1e-5)
+    np.testing.assert_allclose(engine.world, ref_v, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset_name", sorted(ONE_PER_ENGINE.values()))
+def test_steps_keep_shape_dtype_range_and_are_deterministic(preset_name):
+    first, second, other = (
+        make(preset_name, 96, 7),
+        make(preset_name, 96, 7),
+        make(preset_name, 96, 8),
+    )
+    for _ in range(20):
+        first.step()
+        second.step()
+        other.step()
+    world = first.world
+    assert world.shape == (96, 96) and world.dtype == np.float32
+    assert np.isfinite(world).all() and world.min() >= 0 and world.max() <= 1
+    np.testing.assert_array_equal(world, second.world)
+    assert not np.array_equal(world, other.world)
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINE_CLASSES))
+def test_seed_recipes_and_cluster_drops_add_mass(engine_name):
+    preset = load_preset(ONE_PER_ENGINE[engine_name])
+    engine = create_engine(engine_name, BACKEND, 80, 120, preset.engine_params)
+    from ca_server.presets.catalog import SEED_KINDS
+
+    rng = np.random.default_rng(0)
+    for kind in SEED_KINDS[engine_name]:
+        engine.seed(rng, kind, 0.5)
+        assert engine.world.shape == (80, 120) and 0 < float(engine.world.mean()) < 0.6, kind
+    engine.world[...] = 0
+    engine.drop_cluster(rng)
+    assert float(engine.world.max()) > 0.2
+    with pytest.raises(ValueError, match="unknown"):
+        engine.seed(rng, "no_such_seed", 0.5)
+
+
+def test_unknown_engine_lists_valid_ones():
+    with pytest.raises(ValueError, match="gray_scott"):
+        create_engine("life", BACKEND, 32, 32, {})
+
+
+def test_radii_scale_from_the_512_base():
+    preset = load_preset("coral")  # R = 20 at 512 px
+    sizes = {size: create_engine("lenia", BACKEND, size, size, preset.engine_params).radius
+             for size in (128, 256, 1024)}  # fmt: skip
+    assert sizes == {128: 5, 256: 10, 1024: 40}

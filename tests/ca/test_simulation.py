@@ -1,0 +1,134 @@
+"""The Simulation's controls: speed accumulation, non-blocking preset changes, crossfade, reseed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ca_server.presets import UnknownPresetError
+from ca_server.simulation import WARMUP_STEPS, Simulation, warmup_factor
+from ca_server.xp import numpy_backend
+
+BACKEND = numpy_backend(fft_workers=1)
+
+
+def small(logic_only, preset="coral", seed=0, **kwargs):
+    return Simulation(
+        BACKEND, width=96, height=96, preset=preset, seed=seed, **logic_only, **kwargs
+    )
+
+
+def test_fractional_speed_accumulates(logic_only):
+    sim = small(logic_only)
+    sim.speed = 0.5
+    assert [sim.tick() for _ in range(6)] == [0, 1, 0, 1, 0, 1]
+    sim.speed = 2.5
+    assert sum(sim.tick() for _ in range(4)) == 10
+    sim.speed = 0
+    assert sim.tick() == 0
+    assert sim.sim_step == 13
+
+
+def test_preset_speed_multiplies(logic_only):
+    sim = small(logic_only, preset="amoeba")  # the prototype's speed override 1.56
+    assert sum(sim.tick() for _ in range(100)) in (155, 156)
+
+
+BAD_VALUES = [("speed", 9), ("speed", -1), ("hue_shift", 1.5), ("brightness", float("nan")),
+              ("speed", "fast")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES)
+def test_bad_control_values_are_rejected(logic_only, name, value):
+    sim = small(logic_only)
+    with pytest.raises(ValueError, match=name):
+        setattr(sim, name, value)
+
+
+def test_unknown_preset_is_rejected_synchronously(logic_only):
+    sim = small(logic_only)
+    with pytest.raises(UnknownPresetError, match="coral"):
+        sim.set_preset("nope")
+    assert sim.preset_name == "coral" and not sim.health()["warming"]
+
+
+def test_set_preset_warms_up_in_slices_then_crossfades(logic_only):
+    sim = small(logic_only, warmup_steps_per_tick=40, crossfade_frames=10)
+    sim.set_preset("sl_gliders")
+    assert sim.showing == "coral" and sim.preset_name == "sl_gliders"
+    grow, shape = WARMUP_STEPS["smoothlife"]
+    ticks_to_warm = -(-(grow + shape) // 40)
+    for _ in range(ticks_to_warm):
+        assert sim.health()["warming"]
+        assert sim.tick() == 1  # the old preset keeps running every frame
+    for _ in range(2):
+        sim.tick()
+    health = sim.health()
+    assert not health["warming"] and health["crossfading"]
+    frame = sim.render()
+    assert frame.shape == (96, 96, 3) and frame.dtype == np.uint8
+    for _ in range(10):
+        sim.tick()
+    assert sim.showing == "sl_gliders" and not sim.health()["crossfading"]
+
+
+def test_crossfade_blends_between_the_two_frames(logic_only):
+    sim = small(logic_only, warmup_steps_per_tick=1000, crossfade_frames=4)
+    sim.set_preset("mnca_worm")
+    while not sim.health()["crossfading"]:
+        sim.tick()
+    sim.tick()  # fade 1/4 of the way
+    blended = sim.render().astype(int)  # also creates both renderers
+    old = sim._current.renderer.render(sim._current.world).astype(int)
+    new = sim._incoming.renderer.render(sim._incoming.world).astype(int)
+    low, high = np.minimum(old, new), np.maximum(old, new)
+    assert ((blended >= low - 1) & (blended <= high + 1)).all()
+    assert not np.array_equal(blended, old) and not np.array_equal(blended, new)
+
+
+def test_a_second_change_during_a_fade_lands_the_first(logic_only):
+    sim = small(logic_only, warmup_steps_per_tick=1000, crossfade_frames=50)
+    sim.set_preset("mnca_worm")
+    while not sim.health()["crossfading"]:
+        sim.tick()
+    sim.set_preset("medusa")
+    assert sim.showing == "mnca_worm" and sim.health()["warming"]
+
+
+def test_same_seed_same_world_and_reseed_is_deterministic(logic_only):
+    first, second = small(logic_only, seed=11), small(logic_only, seed=11)
+    for sim in (first, second):
+        for _ in range(20):
+            sim.tick()
+    np.testing.assert_array_equal(first.world, second.world)
+    other = small(logic_only, seed=12)
+    assert not np.array_equal(first.world, other.world)
+    used = [sim.reseed() for sim in (first, second)]
+    assert used[0] == used[1] == first.seed
+    assert first.reseed(5) == 5 and second.reseed(5) == 5
+    for sim in (first, second):
+        sim.warmup_steps_per_tick = 500
+        for _ in range(40):
+            sim.tick()
+    assert first.showing == "coral" and not first.health()["warming"]
+    np.testing.assert_array_equal(first.world, second.world)
+
+
+def test_non_square_frames_and_health_report(logic_only):
+    sim = Simulation(BACKEND, width=160, height=96, preset="medusa", **logic_only)
+    for _ in range(5):
+        sim.tick()
+    assert sim.world.shape == (96, 160)
+    assert sim.render().shape == (96, 160, 3)
+    health = sim.health()
+    for key in ("mass", "alive", "activity", "reseeds", "perturbs", "warming", "sim_step"):
+        assert key in health
+    assert 0 < health["mass"] < 1 and 0 < health["alive"] <= 1
+
+
+def test_warmup_runs_on_a_smaller_grid_except_gray_scott():
+    assert warmup_factor("lenia", 1024, 1024) == 4
+    assert warmup_factor("mnca", 512, 768) == 2
+    assert warmup_factor("lenia", 256, 256) == 1
+    assert warmup_factor("gray_scott", 1024, 1024) == 1
+    assert warmup_factor("smoothlife", 1000, 1002) == 2  # odd halves cannot be upsampled exactly
