@@ -1,0 +1,113 @@
+"""Fixtures for the wire tests: an isolated shared-memory and runtime folder per test, and a way
+to run the ring worker script (`ring_workers.py`) as a real subprocess that reports JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+RING_WORKERS = Path(__file__).with_name("ring_workers.py")
+
+
+@dataclass
+class RingEnv:
+    """Where one test's rings and lock files live, and the environment that points there."""
+
+    shm_dir: Path
+    runtime_dir: Path
+    env: dict[str, str]
+
+
+@pytest.fixture
+def ring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RingEnv:
+    """CA_SERVER_SHM_DIR on a real tmpfs (a fresh folder in /dev/shm) and CA_SERVER_RUNTIME_DIR
+    in tmp_path, set for this process and handed to workers; both removed afterwards."""
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    shm_dir = Path(tempfile.mkdtemp(prefix="ca-test-", dir=base))
+    runtime_dir = tmp_path / "run"
+    runtime_dir.mkdir(mode=0o700)
+    monkeypatch.setenv("CA_SERVER_SHM_DIR", str(shm_dir))
+    monkeypatch.setenv("CA_SERVER_RUNTIME_DIR", str(runtime_dir))
+    yield RingEnv(shm_dir, runtime_dir, dict(os.environ))
+    shutil.rmtree(shm_dir, ignore_errors=True)
+
+
+class Worker:
+    """A `ring_workers.py` subprocess; every stdout line is a JSON event."""
+
+    def __init__(self, args: list[str], env: dict[str, str], prefix: list[str] | None = None):
+        command = [*(prefix or []), sys.executable, str(RING_WORKERS), *args]
+        self.proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.events: queue.Queue[dict] = queue.Queue()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                self.events.put(json.loads(line))
+            except json.JSONDecodeError:
+                self.events.put({"event": "garbage", "line": line})
+
+    def wait_event(self, name: str, timeout_s: float = 15.0) -> dict:
+        """The next event called `name`; fails the test on timeout or early exit."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                event = self.events.get(timeout=0.05)
+            except queue.Empty:
+                if self.proc.poll() is not None and self.events.empty():
+                    self._reader.join(1)
+                    if self.events.empty():
+                        pytest.fail(f"worker exited {self.proc.returncode}: {self.stderr()}")
+                continue
+            if event.get("event") == name:
+                return event
+        pytest.fail(f"worker sent no {name!r} event in {timeout_s} s: {self.stderr()}")
+
+    def finish(self, timeout_s: float = 30.0) -> dict:
+        """Wait for exit and return the `done` event."""
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"worker did not exit within {timeout_s} s")
+        return self.wait_event("done", timeout_s=5)
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stderr.read()[-2000:]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def spawn_worker():
+    """Start ring workers; any still running at teardown are killed."""
+    started: list[Worker] = []
+
+    def spawn(*args: object, env: dict[str, str], prefix: list[str] | None = None) -> Worker:
+        worker = Worker([str(a) for a in args], env, prefix)
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        worker.kill()
