@@ -196,23 +196,19 @@ class CtlContext:
         """Send one request; print the outcome; exit non-zero on any failure."""
         from ca_server.wire.control import ControlClient
         from ca_server.wire.errors import ControlError, DaemonUnavailableError, WireError
+        from ca_server.wire.protocol import exit_code_for
 
-        code_for_error = {
-            "unavailable": ExitCode.UNAVAILABLE,
-            "internal": ExitCode.INTERNAL,
-            "busy": ExitCode.IN_USE,
-        }
         try:
             with ControlClient(self.endpoint(), timeout_s=self.timeout_s) as client:
                 return client.call(op, **args)
         except DaemonUnavailableError as exc:
             self._fail(exc.code, exc.message, ExitCode.UNAVAILABLE)
         except ControlError as exc:
-            self._fail(exc.code, exc.message, code_for_error.get(exc.code, ExitCode.BAD_ARGUMENT))
+            self._fail(exc.code, exc.message, ExitCode(exit_code_for(exc.code)))
         except WireError as exc:
             self._fail("unavailable", str(exc), ExitCode.UNAVAILABLE)
 
-    def _fail(self, code: str, message: str, exit_code: ExitCode) -> NoReturn:
+    def _fail(self, code: str, message: str, exit_code: ExitCode | int) -> NoReturn:
         if self.as_json:
             typer.echo(json.dumps({"ok": False, "error": {"code": code, "message": message}}))
             raise typer.Exit(int(exit_code))

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ class Daemon:
     def __init__(self, runtime_dir: Path, name: str) -> None:
         self.name = name
         self.size = SIZE
-        self.env = {**os.environ, "CA_SERVER_RUNTIME_DIR": str(runtime_dir)}
+        self.env = dict(os.environ)  # carries CA_SERVER_RUNTIME_DIR and CA_SERVER_SHM_DIR
         self.process: subprocess.Popen[str] | None = None
 
     def start(self, *extra: str, wait: bool = True) -> subprocess.Popen[str]:
@@ -100,6 +102,15 @@ def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def shm_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private folder in /dev/shm for this test's rings, removed with whatever is left in it."""
+    path = Path(tempfile.mkdtemp(prefix="ca-server-test-", dir="/dev/shm"))
+    monkeypatch.setenv("CA_SERVER_SHM_DIR", str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def daemon_factory(runtime_dir: Path) -> Iterator:
     daemons: list[Daemon] = []
@@ -113,8 +124,6 @@ def daemon_factory(runtime_dir: Path) -> Iterator:
     yield make
     for daemon in daemons:
         daemon.stop()
-    leftover = Path("/dev/shm") / f"ca-server.{name}.ring"
-    leftover.unlink(missing_ok=True)
 
 
 @pytest.fixture
