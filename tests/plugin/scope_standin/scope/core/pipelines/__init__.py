@@ -1,0 +1,1 @@
+"""Stand-in for `scope.core.pipelines`."""
