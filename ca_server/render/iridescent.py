@@ -1,0 +1,320 @@
+"""The iridescent renderer: a (H, W) density field in [0, 1] -> a (H, W, 3) uint8 thin-film picture.
+
+Per frame, all on the backend's device with preallocated buffers:
+1. display field = clip((world − floor)·gain, 0, 1), NaN -> 0; optional temporal EMA (binary
+   engines) and optional strand thickening;
+2. two diagonal central differences (periodic) give a raking-light term (light from the top left)
+   and an edge strength;
+3. film coordinate t = film·density − iridescence·edge + a static, seeded spatial offset — so the
+   hue follows thickness contours like interference fringes and shifts on slopes;
+4. light value = density·(ambient + relief·slope) + rim glow on edges, plus bloom;
+5. one gather from a (value × t) colour table that bakes palette, hue rotation, brightness and a
+   tanh tonemap (rebuilt on the host only when those change).
+The static offset and the dither that hides table quantisation come from `seed`, so the same
+settings, seed and input give the same frames on the same backend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ca_server.render.bloom import Bloom
+from ca_server.render.palettes import (
+    COORD_BINS,
+    COORD_BINS_PER_UNIT,
+    COORD_MIN,
+    VALUE_BINS,
+    VALUE_SQRT_SCALE,
+    build_color_lut,
+    palette_by_name,
+)
+from ca_server.render.resample import BilinearUpsampler, BoxDownsampler, gather, pick_factor
+from ca_server.render.settings import RenderSettings, validate_setting
+from ca_server.xp import Backend
+
+# Shading gains, tuned by eye at 512² (slopes are rescaled to that reference size).
+REFERENCE_SIZE_PX = 512
+AMBIENT_LIGHT = 0.8
+RELIEF_GAIN = 2.2
+RIM_GAIN = 0.9
+IRIDESCENCE_GAIN = 0.5
+MIN_SIDE_PX = 16
+# The light field is stored pre-multiplied by this, so sqrt(light) is directly a LUT value bin.
+LIGHT_UNIT = VALUE_SQRT_SCALE**2
+# Light (in palette value units) below this does not glow.
+BLOOM_THRESHOLD = 0.25
+
+
+def film_offset_field(height: int, width: int, seed: int) -> np.ndarray:
+    """Static spatial drift of the film coordinate: (H, W) float64 on the host, about ±0.35.
+
+    A sum of a few seeded low-frequency periodic waves (tileable, so it agrees with the wrapped
+    world) plus a gentle radial term, like a soap bubble thinning towards its rim.
+    """
+    rng = np.random.default_rng([seed, 0x1F11])
+    y = (np.arange(height) + 0.5) / height
+    x = (np.arange(width) + 0.5) / width
+    offset = np.zeros((height, width))
+    for _ in range(8):
+        ky, kx = rng.integers(-3, 4, size=2)
+        if ky == 0 and kx == 0:
+            kx = 1
+        amplitude = 0.11 / math.hypot(ky, kx) ** 0.5
+        phase = rng.uniform(0, 2 * math.pi)
+        wave_y = 2 * math.pi * ky * y[:, None] + phase
+        wave_x = 2 * math.pi * kx * x[None, :]
+        offset += amplitude * (np.cos(wave_y) * np.cos(wave_x) - np.sin(wave_y) * np.sin(wave_x))
+    half_side = min(height, width) / 2.0
+    dy = (np.arange(height) + 0.5 - height / 2.0)[:, None] / half_side
+    dx = (np.arange(width) + 0.5 - width / 2.0)[None, :] / half_side
+    offset += 0.2 * np.sqrt(dy * dy + dx * dx)
+    return offset
+
+
+class IridescentRenderer:
+    """Turns a density field into an iridescent RGB frame on the backend's device.
+
+    `settings` is a preset's `[render]` table (keys in `ca_server.render.settings`); its `palette`
+    wins over the `palette` argument. `hue_shift`, `brightness` and `thickness` can be set live
+    and take effect on the next frame.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        height: int,
+        width: int,
+        *,
+        palette: str = "oil_slick",
+        seed: int = 0,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        if height < MIN_SIDE_PX or width < MIN_SIDE_PX:
+            raise ValueError(f"frame {height}x{width} is too small; both sides must be ≥ 16 px")
+        base = RenderSettings(palette=validate_setting("palette", palette))
+        self._settings = RenderSettings.from_mapping(settings, base)
+        self._backend = backend
+        xp = backend.xp
+        self._xp = xp
+        self.height, self.width = height, width
+        shape = (height, width)
+        self._padded = xp.zeros((height + 2, width + 2), dtype=xp.float32)
+        self._display = self._padded[1:-1, 1:-1]
+        self._slope = xp.empty(shape, dtype=xp.float32)
+        self._cross = xp.empty(shape, dtype=xp.float32)
+        self._edge = xp.empty(shape, dtype=xp.float32)
+        self._coord = xp.empty(shape, dtype=xp.float32)
+        self._light = xp.empty(shape, dtype=xp.float32)
+        self._lut_index = xp.empty(shape, dtype=xp.int64)
+        self._ema: Any = None
+        self._ema_primed = False
+        self._thickener: _Thickener | None = None
+        self._bloom = Bloom(backend, height, width)
+        self._slope_scale = min(height, width) / REFERENCE_SIZE_PX
+        rng = np.random.default_rng([seed, 0xD17])
+        # Offset in LUT bins, with a uniform [0, 1) dither folded in so the float->int cast rounds
+        # stochastically instead of banding.
+        coord_offset = (film_offset_field(height, width, seed) - COORD_MIN) * COORD_BINS_PER_UNIT
+        coord_offset += rng.random(shape)
+        self._coord_offset = xp.asarray(coord_offset.astype(np.float32))
+        self._light_dither = xp.asarray(rng.random(shape, dtype=np.float32))
+        self._lut: Any = None
+        self._lut_key: tuple[str, float, float] | None = None
+
+    # -- live settings ---------------------------------------------------------------------------
+    @property
+    def settings(self) -> RenderSettings:
+        return self._settings
+
+    def update(self, settings: Mapping[str, Any]) -> None:
+        """Apply some render settings (same keys and checks as the constructor) from next frame."""
+        self._settings = RenderSettings.from_mapping(settings, self._settings)
+
+    @property
+    def hue_shift(self) -> float:
+        return self._settings.hue
+
+    @hue_shift.setter
+    def hue_shift(self, value: float) -> None:
+        self.update({"hue": value})
+
+    @property
+    def brightness(self) -> float:
+        return self._settings.brightness
+
+    @brightness.setter
+    def brightness(self, value: float) -> None:
+        self.update({"brightness": value})
+
+    @property
+    def thickness(self) -> float:
+        return self._settings.thickness
+
+    @thickness.setter
+    def thickness(self, value: float) -> None:
+        self.update({"thickness": value})
+
+    def set_palette(self, name: str) -> None:
+        self._settings = replace(self._settings, palette=validate_setting("palette", name))
+
+    def reset(self) -> None:
+        """Forget temporal state (the smoothing EMA); the next frame starts from its own input."""
+        self._ema_primed = False
+
+    # -- the frame ------------------------------------------------------------------------------
+    def render(self, world: Any, out: Any = None) -> Any:
+        """Colour one frame.
+
+        `world`: (H, W) float32 density in [0, 1] on the backend's device (values outside are
+        clipped, NaN reads as 0). Returns (H, W, 3) uint8 RGB on the same device, written into
+        `out` when given (C-contiguous, that shape and dtype); otherwise a new array.
+        """
+        xp = self._xp
+        if tuple(world.shape) != (self.height, self.width):
+            raise ValueError(
+                f"world has shape {tuple(world.shape)}; this renderer was built for "
+                f"({self.height}, {self.width})"
+            )
+        if out is None:
+            out = xp.empty((self.height, self.width, 3), dtype=xp.uint8)
+        elif (
+            tuple(out.shape) != (self.height, self.width, 3)
+            or out.dtype != xp.uint8
+            or not out.flags.c_contiguous
+        ):
+            raise ValueError(
+                f"out must be a C-contiguous ({self.height}, {self.width}, 3) uint8 array, got "
+                f"{tuple(out.shape)} {out.dtype}"
+            )
+        settings = self._settings
+        self._load_display(world, settings)
+        if settings.thickness >= 0.5:
+            self._thicken(settings.thickness)
+        self._wrap_padding()
+        self._shade(settings)
+        self._bloom.apply(self._light, settings.bloom, BLOOM_THRESHOLD * LIGHT_UNIT)
+        self._quantise()
+        gather(self._backend, self._color_lut(settings), self._lut_index.reshape(-1), out=(
+            out.reshape(-1, 3)
+        ), axis=0)
+        return out
+
+    def _load_display(self, world: Any, settings: RenderSettings) -> None:
+        xp = self._xp
+        smoothing = settings.smoothing
+        target = self._display if smoothing <= 0.0 else self._light
+        if settings.floor != 0.0 or settings.gain != 1.0:
+            xp.subtract(world, settings.floor, out=target)
+            target *= settings.gain
+            source = target
+        else:
+            source = world
+        # NaN stays NaN here; it can only pick a wrong colour, never an out-of-range index.
+        xp.clip(source, 0.0, 1.0, out=target)
+        if smoothing <= 0.0:
+            self._ema_primed = False
+            return
+        if self._ema is None:
+            self._ema = xp.empty((self.height, self.width), dtype=xp.float32)
+        if not self._ema_primed:
+            xp.copyto(self._ema, target)
+            self._ema_primed = True
+        else:
+            target -= self._ema
+            target *= 1.0 - smoothing
+            self._ema += target
+        xp.copyto(self._display, self._ema)
+
+    def _thicken(self, thickness_px: float) -> None:
+        if self._thickener is None:
+            self._thickener = _Thickener(self._backend, self.height, self.width)
+        self._thickener.apply(self._display, thickness_px, scratch=self._light)
+
+    def _wrap_padding(self) -> None:
+        padded = self._padded
+        padded[0, 1:-1] = padded[-2, 1:-1]
+        padded[-1, 1:-1] = padded[1, 1:-1]
+        padded[:, 0] = padded[:, -2]
+        padded[:, -1] = padded[:, 1]
+
+    def _shade(self, settings: RenderSettings) -> None:
+        xp = self._xp
+        padded, display = self._padded, self._display
+        slope, cross, edge = self._slope, self._cross, self._edge
+        coord, light = self._coord, self._light
+        # Diagonal differences: `slope` is the derivative towards the bottom right, i.e. how much
+        # a surface faces a light at the top left; |slope| + |cross| measures edges.
+        xp.subtract(padded[2:, 2:], padded[:-2, :-2], out=slope)
+        xp.subtract(padded[2:, :-2], padded[:-2, 2:], out=cross)
+        xp.abs(slope, out=edge)
+        xp.abs(cross, out=cross)
+        edge += cross
+        scale = self._slope_scale
+        xp.multiply(display, settings.film * COORD_BINS_PER_UNIT, out=coord)
+        coord += self._coord_offset
+        xp.multiply(edge, settings.iridescence * IRIDESCENCE_GAIN * scale * COORD_BINS_PER_UNIT,
+                    out=cross)
+        coord -= cross
+        slope *= settings.relief * RELIEF_GAIN * scale * LIGHT_UNIT
+        slope += AMBIENT_LIGHT * LIGHT_UNIT
+        xp.multiply(slope, display, out=light)
+        xp.multiply(edge, RIM_GAIN * scale * LIGHT_UNIT, out=cross)
+        light += cross
+
+    def _quantise(self) -> None:
+        xp = self._xp
+        coord, light = self._coord, self._light
+        xp.clip(coord, 0.0, COORD_BINS - 1, out=coord)
+        # Light is kept in units where sqrt() is already the value bin; capping below the top bin
+        # leaves room for the dither, so no second clip is needed after it.
+        xp.clip(light, 0.0, (VALUE_BINS - 2) ** 2, out=light)
+        xp.sqrt(light, out=light)
+        light += self._light_dither
+        xp.floor(light, out=light)
+        # Both parts are integers below 2**24 before the add, so float32 holds the flat index
+        # exactly up to the coordinate's fraction, which the cast drops.
+        light *= COORD_BINS
+        light += coord
+        xp.copyto(self._lut_index, light, casting="unsafe")
+
+    def _color_lut(self, settings: RenderSettings) -> Any:
+        # Quantised key: a slowly drifting hue rebuilds the table every 1/2048 turn, not every frame.
+        key = (settings.palette, round(settings.hue * 2048) / 2048, round(settings.brightness, 3))
+        if key != self._lut_key:
+            table = build_color_lut(palette_by_name(key[0]), key[1], key[2])
+            self._lut = self._xp.asarray(table)
+            self._lut_key = key
+        return self._lut
+
+
+class _Thickener:
+    """Fattens and softens strands: display = max(display, blur(dilate(downsampled display)))."""
+
+    def __init__(self, backend: Backend, height: int, width: int) -> None:
+        xp = backend.xp
+        self._xp = xp
+        self._ndimage = backend.ndimage
+        factor = pick_factor(height, width, target_cells=32, factors=(4, 2))
+        self._factor = factor
+        self._down = BoxDownsampler(backend, height, width, factor)
+        self._up = BilinearUpsampler(backend, *self._down.small_shape, factor)
+        self._small = xp.empty(self._down.small_shape, dtype=xp.float32)
+        self._small_tmp = xp.empty_like(self._small)
+
+    def apply(self, display: Any, thickness_px: float, scratch: Any) -> None:
+        """Thicken `display` ((H, W) float32 in [0, 1], device) in place; `scratch` is (H, W)."""
+        xp, ndimage, factor = self._xp, self._ndimage, self._factor
+        self._down(display, self._small)
+        size = round(thickness_px / factor)
+        if size >= 2:
+            ndimage.maximum_filter(self._small, size=size, output=self._small_tmp, mode="wrap")
+            self._small, self._small_tmp = self._small_tmp, self._small
+        sigma = max(0.5, thickness_px / (2 * factor))
+        ndimage.gaussian_filter(self._small, sigma, output=self._small_tmp, mode="wrap")
+        self._up(self._small_tmp, scratch)
+        xp.maximum(display, scratch, out=display)

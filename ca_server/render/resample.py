@@ -1,0 +1,115 @@
+"""Cheap resampling primitives shared by bloom, strand thickening and flow advection.
+
+Everything here works on a `Backend`'s array module (numpy or CuPy) with buffers preallocated at
+construction, so a frame allocates nothing full-size: an index gather (`gather`), a box-mean
+downsampler and a separable, pixel-centre-aligned bilinear upsampler with toroidal wrap. The
+upsampler is what keeps bloom smooth — no nearest-neighbour blocks — at a few full-frame passes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ca_server.xp import Backend
+
+
+def gather(backend: Backend, source: Any, indices: Any, out: Any, axis: int | None = None) -> Any:
+    """`out[...] = source.take(indices, axis)`, with every index already in range.
+
+    `source`, `indices` (integer) and `out` live on the backend's device; returns `out`. numpy's
+    `mode="wrap"` skips its bounds-checking buffer (the fastest mode); CuPy has no `mode` and wraps.
+    """
+    if backend.is_gpu:
+        return backend.xp.take(source, indices, axis=axis, out=out)
+    return backend.xp.take(source, indices, axis=axis, out=out, mode="wrap")
+
+
+def pick_factor(height: int, width: int, target_cells: int, factors=(8, 4, 2)) -> int:
+    """The largest factor from `factors` dividing both sides that leaves ≥ `target_cells` cells."""
+    for factor in factors:
+        if height % factor == 0 and width % factor == 0 and min(height, width) // factor >= (
+            target_cells
+        ):
+            return factor
+    return 1
+
+
+class BoxDownsampler:
+    """Mean of each `factor`×`factor` block: (H, W) float32 -> (H/factor, W/factor) float32."""
+
+    def __init__(self, backend: Backend, height: int, width: int, factor: int) -> None:
+        if height % factor or width % factor:
+            raise ValueError(f"downsampling factor {factor} must divide {height}x{width}")
+        self._xp = backend.xp
+        self.factor = factor
+        self.small_shape = (height // factor, width // factor)
+        self._row_sums = backend.xp.empty((height // factor, width), dtype=backend.xp.float32)
+
+    def __call__(self, source: Any, out: Any) -> Any:
+        """Block means of `source` ((H, W) float32, device) into `out` (small shape); returns out."""
+        xp, factor = self._xp, self.factor
+        if factor == 1:
+            xp.copyto(out, source)
+            return out
+        small_h, small_w = self.small_shape
+        xp.sum(source.reshape(small_h, factor, -1), axis=1, out=self._row_sums)
+        xp.sum(self._row_sums.reshape(small_h, small_w, factor), axis=2, out=out)
+        out *= 1.0 / (factor * factor)
+        return out
+
+
+class BilinearUpsampler:
+    """Bilinear ×`factor` upsampling with wrap: (h, w) float32 -> (h·factor, w·factor) float32.
+
+    Sample positions are pixel centres (output pixel j sits at small coordinate (j + ½)/factor − ½),
+    matching `BoxDownsampler`, so down-then-up does not shift the image. Separable: columns are
+    interpolated on the small grid, then rows straight into the full-size destination.
+    """
+
+    def __init__(self, backend: Backend, small_height: int, small_width: int, factor: int) -> None:
+        xp = backend.xp
+        self._xp = xp
+        self.factor = factor
+        self.small_shape = (small_height, small_width)
+        self._padded = xp.empty((small_height + 2, small_width + 2), dtype=xp.float32)
+        self._columns = xp.empty((small_height + 2, small_width * factor), dtype=xp.float32)
+        self._column_tmp = xp.empty((small_height + 2, small_width), dtype=xp.float32)
+        self._row_a = xp.empty((small_height, small_width * factor), dtype=xp.float32)
+        self._row_b = xp.empty_like(self._row_a)
+        # (first padded index, weight of the next one) for each of the `factor` sub-positions.
+        self._taps: list[tuple[int, float]] = []
+        for sub in range(factor):
+            position = (sub + 0.5) / factor - 0.5
+            below = math.floor(position)
+            self._taps.append((below + 1, position - below))
+
+    def __call__(self, small: Any, out: Any, *, scale: float = 1.0, accumulate: bool = False) -> Any:
+        """Write (or with `accumulate`, add) `scale`·upsample(`small`) into `out` (device); returns out.
+
+        `small` is (h, w) float32 and `out` (h·factor, w·factor) float32, both on the device.
+        """
+        xp, factor = self._xp, self.factor
+        small_h, small_w = self.small_shape
+        padded = self._padded
+        padded[1:-1, 1:-1] = small
+        padded[0, 1:-1] = small[-1]
+        padded[-1, 1:-1] = small[0]
+        padded[:, 0] = padded[:, -2]
+        padded[:, -1] = padded[:, 1]
+        columns = self._columns.reshape(small_h + 2, small_w, factor)
+        for sub, (first, weight) in enumerate(self._taps):
+            xp.multiply(padded[:, first : first + small_w], 1.0 - weight, out=columns[:, :, sub])
+            xp.multiply(padded[:, first + 1 : first + 1 + small_w], weight, out=self._column_tmp)
+            columns[:, :, sub] += self._column_tmp
+        rows_out = out.reshape(small_h, factor, -1)
+        row_a, row_b = self._row_a, self._row_b
+        for sub, (first, weight) in enumerate(self._taps):
+            xp.multiply(self._columns[first : first + small_h], (1.0 - weight) * scale, out=row_a)
+            xp.multiply(self._columns[first + 1 : first + 1 + small_h], weight * scale, out=row_b)
+            row_a += row_b
+            if accumulate:
+                rows_out[:, sub, :] += row_a
+            else:
+                rows_out[:, sub, :] = row_a
+        return out
