@@ -15,9 +15,9 @@ from typing import Any
 from ca_server.render.resample import BilinearUpsampler, BoxDownsampler, pick_factor
 from ca_server.xp import Backend
 
-# Glow radii as fractions of the shorter side (≈ 6 px and 20 px at 512²) and their mix.
+# Glow radii as fractions of the shorter side (≈ 6 px and 26 px at 512²) and their mix.
 NEAR_SIGMA_FRACTION = 0.012
-FAR_SIGMA_FRACTION = 0.04
+FAR_SIGMA_FRACTION = 0.05
 NEAR_WEIGHT = 0.55
 FAR_WEIGHT = 0.45
 

@@ -33,6 +33,8 @@ FLOW_FIELD_NAMES: tuple[str, ...] = (
 DEFAULT_PIXELS_PER_STEP = 0.8
 # Strengths below this are treated as zero (the mix skips them; all of them: advection is off).
 STRENGTH_EPSILON = 1e-3
+# Pixels per row band of `advect` on the CPU: its four taps and two weights fit in L2.
+CPU_BAND_PIXELS = 32768
 
 
 def build_flow_fields(height: int, width: int) -> np.ndarray:
@@ -70,7 +72,9 @@ class FlowAdvector:
     """Semi-Lagrangian bilinear advection with wrap along a mix of the seven flow fields.
 
     Works on (height, width) float32 fields on the backend's device. Starts inactive (all
-    strengths 0) until `set_strengths` is called with a non-zero mix.
+    strengths 0) until `set_strengths` is called with a non-zero mix. `pixels_per_step` (the
+    prototype's 0.8 px at any size; pass 0.8 × size/512 for resolution-independent motion) is
+    read by `set_strengths`, so a change takes effect at the next call.
     """
 
     def __init__(
@@ -93,7 +97,11 @@ class FlowAdvector:
         self._index = xp.empty(shape, dtype=xp.int64)
         self._weight_y = xp.empty(shape, dtype=xp.float32)
         self._weight_x = xp.empty(shape, dtype=xp.float32)
-        self._taps = [xp.empty(shape, dtype=xp.float32) for _ in range(4)]
+        # On the CPU, work in row bands whose taps and weights stay in cache (≈ 2× faster at
+        # 1024²); on the GPU one band is the whole frame (fewer kernel launches).
+        band_rows = height if backend.is_gpu else max(1, min(height, CPU_BAND_PIXELS // width))
+        self._bands = [(top, min(top + band_rows, height)) for top in range(0, height, band_rows)]
+        self._taps = [xp.empty((band_rows, width), dtype=xp.float32) for _ in range(4)]
         self._margin = 0
         self._padded: Any = None
         self.strengths: dict[str, float] = dict.fromkeys(FLOW_FIELD_NAMES, 0.0)
@@ -166,21 +174,24 @@ class FlowAdvector:
         self._fill_padded(field)
         flat = self._padded.reshape(-1)
         padded_width = self._padded.shape[1]
-        top_left, top_right, bottom_left, bottom_right = self._taps
-        index = self._index
-        gather(self._backend, flat, index, out=top_left)
-        gather(self._backend, flat[1:], index, out=top_right)
-        gather(self._backend, flat[padded_width:], index, out=bottom_left)
-        gather(self._backend, flat[padded_width + 1 :], index, out=bottom_right)
-        top_right -= top_left
-        top_right *= self._weight_x
-        top_left += top_right
-        bottom_right -= bottom_left
-        bottom_right *= self._weight_x
-        bottom_left += bottom_right
-        bottom_left -= top_left
-        bottom_left *= self._weight_y
-        xp.add(top_left, bottom_left, out=out)
+        sources = (flat, flat[1:], flat[padded_width:], flat[padded_width + 1 :])
+        for top, bottom in self._bands:
+            rows = bottom - top
+            index = self._index[top:bottom]
+            weight_x, weight_y = self._weight_x[top:bottom], self._weight_y[top:bottom]
+            taps = [tap[:rows] for tap in self._taps]
+            for source, tap in zip(sources, taps, strict=True):
+                gather(self._backend, source, index, out=tap)
+            top_left, top_right, bottom_left, bottom_right = taps
+            top_right -= top_left
+            top_right *= weight_x
+            top_left += top_right
+            bottom_right -= bottom_left
+            bottom_right *= weight_x
+            bottom_left += bottom_right
+            bottom_left -= top_left
+            bottom_left *= weight_y
+            xp.add(top_left, bottom_left, out=out[top:bottom])
         return out
 
     def _fill_padded(self, field: Any) -> None:

@@ -1,7 +1,7 @@
 """The iridescent renderer: a (H, W) density field in [0, 1] -> a (H, W, 3) uint8 thin-film picture.
 
 Per frame, all on the backend's device with preallocated buffers:
-1. display field = clip((world − floor)·gain, 0, 1), NaN -> 0; optional temporal EMA (binary
+1. display field = clip((world − floor)·gain, 0, 1); optional temporal EMA (binary
    engines) and optional strand thickening;
 2. two diagonal central differences (periodic) give a raking-light term (light from the top left)
    and an edge strength;
@@ -44,6 +44,9 @@ RELIEF_GAIN = 2.2
 RIM_GAIN = 0.9
 IRIDESCENCE_GAIN = 0.5
 MIN_SIDE_PX = 16
+# Pixels per row band of the per-pixel scratch on the CPU: the slope/edge temporaries and the
+# int64 table index stay small (≈ 0.8 MB instead of 20 MB at 1024²) and cache-resident.
+CPU_BAND_PIXELS = 32768
 # The light field is stored pre-multiplied by this, so sqrt(light) is directly a LUT value bin.
 LIGHT_UNIT = VALUE_SQRT_SCALE**2
 # Light (in palette value units) below this does not glow.
@@ -105,12 +108,17 @@ class IridescentRenderer:
         shape = (height, width)
         self._padded = xp.zeros((height + 2, width + 2), dtype=xp.float32)
         self._display = self._padded[1:-1, 1:-1]
-        self._slope = xp.empty(shape, dtype=xp.float32)
-        self._cross = xp.empty(shape, dtype=xp.float32)
-        self._edge = xp.empty(shape, dtype=xp.float32)
         self._coord = xp.empty(shape, dtype=xp.float32)
         self._light = xp.empty(shape, dtype=xp.float32)
-        self._lut_index = xp.empty(shape, dtype=xp.int64)
+        # Per-pixel scratch lives in row bands that stay in cache on the CPU; on the GPU one band
+        # covers the frame (fewer kernel launches).
+        band_rows = height if backend.is_gpu else max(1, min(height, CPU_BAND_PIXELS // width))
+        self._bands = [(top, min(top + band_rows, height)) for top in range(0, height, band_rows)]
+        band_shape = (band_rows, width)
+        self._slope = xp.empty(band_shape, dtype=xp.float32)
+        self._cross = xp.empty(band_shape, dtype=xp.float32)
+        self._edge = xp.empty(band_shape, dtype=xp.float32)
+        self._lut_index = xp.empty(band_shape, dtype=xp.int64)
         self._ema: Any = None
         self._ema_primed = False
         self._thickener: _Thickener | None = None
@@ -170,9 +178,10 @@ class IridescentRenderer:
     def render(self, world: Any, out: Any = None) -> Any:
         """Colour one frame.
 
-        `world`: (H, W) float32 density in [0, 1] on the backend's device (values outside are
-        clipped, NaN reads as 0). Returns (H, W, 3) uint8 RGB on the same device, written into
-        `out` when given (C-contiguous, that shape and dtype); otherwise a new array.
+        `world`: (H, W) float32 density in [0, 1] on the backend's device; values outside are
+        clipped. NaN never crashes or hangs the renderer, but NaN pixels and their neighbourhood
+        get undefined colours (black on numpy). Returns (H, W, 3) uint8 RGB on the same device,
+        written into `out` when given (C-contiguous, that shape and dtype), else a new array.
         """
         xp = self._xp
         if tuple(world.shape) != (self.height, self.width):
@@ -196,12 +205,14 @@ class IridescentRenderer:
         if settings.thickness >= 0.5:
             self._thicken(settings.thickness)
         self._wrap_padding()
-        self._shade(settings)
+        for top, bottom in self._bands:
+            self._shade(settings, top, bottom)
         self._bloom.apply(self._light, settings.bloom, BLOOM_THRESHOLD * LIGHT_UNIT)
-        self._quantise()
-        gather(self._backend, self._color_lut(settings), self._lut_index.reshape(-1), out=(
-            out.reshape(-1, 3)
-        ), axis=0)
+        lut, out_pixels = self._color_lut(settings), out.reshape(-1, 3)
+        for top, bottom in self._bands:
+            index = self._quantise(top, bottom)
+            pixels = out_pixels[top * self.width : bottom * self.width]
+            gather(self._backend, lut, index.reshape(-1), out=pixels, axis=0)
         return out
 
     def _load_display(self, world: Any, settings: RenderSettings) -> None:
@@ -214,7 +225,8 @@ class IridescentRenderer:
             source = target
         else:
             source = world
-        # NaN stays NaN here; it can only pick a wrong colour, never an out-of-range index.
+        # NaN survives clip (fmax/fmin would not, at 4x the cost); it ends as an out-of-range
+        # index, which the gather clamps (numpy) or wraps (CuPy): a wrong colour, never a fault.
         xp.clip(source, 0.0, 1.0, out=target)
         if smoothing <= 0.0:
             self._ema_primed = False
@@ -242,11 +254,12 @@ class IridescentRenderer:
         padded[:, 0] = padded[:, -2]
         padded[:, -1] = padded[:, 1]
 
-    def _shade(self, settings: RenderSettings) -> None:
-        xp = self._xp
-        padded, display = self._padded, self._display
-        slope, cross, edge = self._slope, self._cross, self._edge
-        coord, light = self._coord, self._light
+    def _shade(self, settings: RenderSettings, top: int, bottom: int) -> None:
+        """Film coordinate and light (before bloom) for rows [top, bottom)."""
+        xp, rows = self._xp, bottom - top
+        padded, display = self._padded[top : bottom + 2], self._display[top:bottom]
+        slope, cross, edge = self._slope[:rows], self._cross[:rows], self._edge[:rows]
+        coord, light = self._coord[top:bottom], self._light[top:bottom]
         # Diagonal differences: `slope` is the derivative towards the bottom right, i.e. how much
         # a surface faces a light at the top left; |slope| + |cross| measures edges.
         xp.subtract(padded[2:, 2:], padded[:-2, :-2], out=slope)
@@ -256,9 +269,10 @@ class IridescentRenderer:
         edge += cross
         scale = self._slope_scale
         xp.multiply(display, settings.film * COORD_BINS_PER_UNIT, out=coord)
-        coord += self._coord_offset
-        xp.multiply(edge, settings.iridescence * IRIDESCENCE_GAIN * scale * COORD_BINS_PER_UNIT,
-                    out=cross)
+        coord += self._coord_offset[top:bottom]
+        xp.multiply(
+            edge, settings.iridescence * IRIDESCENCE_GAIN * scale * COORD_BINS_PER_UNIT, out=cross
+        )
         coord -= cross
         slope *= settings.relief * RELIEF_GAIN * scale * LIGHT_UNIT
         slope += AMBIENT_LIGHT * LIGHT_UNIT
@@ -266,24 +280,27 @@ class IridescentRenderer:
         xp.multiply(edge, RIM_GAIN * scale * LIGHT_UNIT, out=cross)
         light += cross
 
-    def _quantise(self) -> None:
-        xp = self._xp
-        coord, light = self._coord, self._light
+    def _quantise(self, top: int, bottom: int) -> Any:
+        """Flat colour-table indices for rows [top, bottom): a (rows, W) int64 band buffer."""
+        xp, rows = self._xp, bottom - top
+        coord, light = self._coord[top:bottom], self._light[top:bottom]
         xp.clip(coord, 0.0, COORD_BINS - 1, out=coord)
         # Light is kept in units where sqrt() is already the value bin; capping below the top bin
         # leaves room for the dither, so no second clip is needed after it.
         xp.clip(light, 0.0, (VALUE_BINS - 2) ** 2, out=light)
         xp.sqrt(light, out=light)
-        light += self._light_dither
+        light += self._light_dither[top:bottom]
         xp.floor(light, out=light)
         # Both parts are integers below 2**24 before the add, so float32 holds the flat index
         # exactly up to the coordinate's fraction, which the cast drops.
         light *= COORD_BINS
         light += coord
-        xp.copyto(self._lut_index, light, casting="unsafe")
+        index = self._lut_index[:rows]
+        xp.copyto(index, light, casting="unsafe")
+        return index
 
     def _color_lut(self, settings: RenderSettings) -> Any:
-        # Quantised key: a slowly drifting hue rebuilds the table every 1/2048 turn, not every frame.
+        # Quantised key: a drifting hue rebuilds the table every 1/2048 turn, not every frame.
         key = (settings.palette, round(settings.hue * 2048) / 2048, round(settings.brightness, 3))
         if key != self._lut_key:
             table = build_color_lut(palette_by_name(key[0]), key[1], key[2])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The film coordinate axis of the LUT: t in [COORD_MIN, COORD_MIN + COORD_BINS / COORD_BINS_PER_UNIT).
+# The film coordinate axis of the LUT: t from COORD_MIN, COORD_BINS_PER_UNIT bins per unit.
 COORD_MIN = -1.0
 COORD_BINS_PER_UNIT = 512
 COORD_BINS = 1536
@@ -61,7 +61,9 @@ def _film_palette(offset_nm: float, span_nm: float) -> CosinePalette:
 
 PALETTES: dict[str, CosinePalette] = {
     # The prototype's four, by name and coefficients.
-    "oil_slick": CosinePalette((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (2.0, 2.0, 2.0), (0.0, 0.33, 0.67)),
+    "oil_slick": CosinePalette(
+        (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (2.0, 2.0, 2.0), (0.0, 0.33, 0.67)
+    ),
     "bioluminescent": CosinePalette(
         (0.45, 0.52, 0.55), (0.50, 0.45, 0.42), (2.2, 1.6, 2.0), (0.08, 0.30, 0.55)
     ),

@@ -15,21 +15,23 @@ from ca_server.xp import Backend
 
 
 def gather(backend: Backend, source: Any, indices: Any, out: Any, axis: int | None = None) -> Any:
-    """`out[...] = source.take(indices, axis)`, with every index already in range.
+    """`out[...] = source.take(indices, axis)` on the backend's device; returns `out`.
 
-    `source`, `indices` (integer) and `out` live on the backend's device; returns `out`. numpy's
-    `mode="wrap"` skips its bounds-checking buffer (the fastest mode); CuPy has no `mode` and wraps.
+    Indices out of range never fault: numpy clips them (`mode="clip"`: as fast as "wrap", and
+    unlike "wrap" it cannot spin on a huge negative index such as a cast NaN), CuPy wraps them.
     """
     if backend.is_gpu:
         return backend.xp.take(source, indices, axis=axis, out=out)
-    return backend.xp.take(source, indices, axis=axis, out=out, mode="wrap")
+    return backend.xp.take(source, indices, axis=axis, out=out, mode="clip")
 
 
 def pick_factor(height: int, width: int, target_cells: int, factors=(8, 4, 2)) -> int:
     """The largest factor from `factors` dividing both sides that leaves ≥ `target_cells` cells."""
     for factor in factors:
-        if height % factor == 0 and width % factor == 0 and min(height, width) // factor >= (
-            target_cells
+        if (
+            height % factor == 0
+            and width % factor == 0
+            and min(height, width) // factor >= (target_cells)
         ):
             return factor
     return 1
@@ -47,7 +49,7 @@ class BoxDownsampler:
         self._row_sums = backend.xp.empty((height // factor, width), dtype=backend.xp.float32)
 
     def __call__(self, source: Any, out: Any) -> Any:
-        """Block means of `source` ((H, W) float32, device) into `out` (small shape); returns out."""
+        """Block means of `source` ((H, W) float32, device) into `out` (small); returns `out`."""
         xp, factor = self._xp, self.factor
         if factor == 1:
             xp.copyto(out, source)
@@ -84,8 +86,10 @@ class BilinearUpsampler:
             below = math.floor(position)
             self._taps.append((below + 1, position - below))
 
-    def __call__(self, small: Any, out: Any, *, scale: float = 1.0, accumulate: bool = False) -> Any:
-        """Write (or with `accumulate`, add) `scale`·upsample(`small`) into `out` (device); returns out.
+    def __call__(
+        self, small: Any, out: Any, *, scale: float = 1.0, accumulate: bool = False
+    ) -> Any:
+        """Write (with `accumulate`: add) `scale`·upsample(`small`) into `out`; returns `out`.
 
         `small` is (h, w) float32 and `out` (h·factor, w·factor) float32, both on the device.
         """

@@ -76,9 +76,7 @@ class RenderSettings:
         changes: dict[str, Any] = {}
         for key, value in settings.items():
             if key not in valid:
-                raise ValueError(
-                    f"unknown render setting {key!r}; valid keys: {', '.join(valid)}"
-                )
+                raise ValueError(f"unknown render setting {key!r}; valid keys: {', '.join(valid)}")
             changes[key] = validate_setting(key, value)
         return replace(base, **changes)
 

@@ -156,3 +156,16 @@ def test_bilinear_upsampler_matches_scipy_zoom_grid_wrap(backend, factor):
     before = out.copy()
     BilinearUpsampler(backend, *small.shape, factor)(small, out, scale=0.5, accumulate=True)
     np.testing.assert_allclose(out, 1.5 * before, atol=1e-5)
+
+
+def test_row_bands_do_not_change_the_result(backend, monkeypatch):
+    import ca_server.render.flow as flow_module
+
+    monkeypatch.setattr(flow_module, "CPU_BAND_PIXELS", 10**9)
+    whole = FlowAdvector(backend, H, W)
+    monkeypatch.setattr(flow_module, "CPU_BAND_PIXELS", 7 * W)  # 7-row bands, one ragged
+    banded = FlowAdvector(backend, H, W)
+    for flow in (whole, banded):
+        flow.set_strengths({"swirl": 0.7, "ring": -0.4})
+    field = smooth_field(6)
+    np.testing.assert_array_equal(banded.advect(field), whole.advect(field))
