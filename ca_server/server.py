@@ -109,6 +109,7 @@ class CAServer:
             control_endpoint=control,
             nominal_fps=config.fps,
         )
+        self._unpin_slots: Callable[[], None] = lambda: None
         try:
             self.simulation = Simulation(
                 backend,
@@ -118,11 +119,15 @@ class CAServer:
                 seed=config.seed,
                 presets_dir=config.presets_dir,
             )
+            # Pinned once for the daemon's life: the loop's one device-to-host copy lands in a
+            # ring slot directly (written for CuPy, a no-op on numpy).
+            self._unpin_slots = backend.pin_host_memory(self.writer.data_region())
             remove_stale_ipc_socket(control)
             self.endpoint = ControlEndpoint(
                 control, self._handlers(), allow_remote=config.allow_remote
             )
         except BaseException:
+            self._unpin_slots()
             self.writer.close()
             raise
 
@@ -151,7 +156,7 @@ class CAServer:
 
     def close(self) -> None:
         """Tear down in reverse start-up order; safe to call twice."""
-        for close in (self.endpoint.close, self.writer.close):
+        for close in (self.endpoint.close, self._unpin_slots, self.writer.close):
             try:
                 close()
             except Exception:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -67,6 +68,24 @@ class Backend:
         """Wait for queued device work (a no-op on numpy)."""
         if self.is_gpu:
             self.xp.cuda.get_current_stream().synchronize()
+
+    def pin_host_memory(self, region: np.ndarray) -> Callable[[], None]:
+        """Page-lock `region` (a C-contiguous host array) for fast device-to-host copies.
+
+        Returns the function that unpins it; call that before the memory goes away. A no-op on
+        numpy. If the driver refuses (some containers limit locked memory), copies still work,
+        only slower: one warning line says so.
+        """
+        if not self.is_gpu:
+            return lambda: None
+        runtime = self.xp.cuda.runtime
+        pointer = region.ctypes.data
+        try:
+            runtime.hostRegister(pointer, region.nbytes, 0)  # 0: cudaHostRegisterDefault
+        except Exception as exc:  # CUDARuntimeError: e.g. RLIMIT_MEMLOCK in a container
+            log.warning("ring slots not pinned (%s); device-to-host copies will be slower", exc)
+            return lambda: None
+        return lambda: runtime.hostUnregister(pointer)
 
     def memory_in_use_bytes(self) -> int:
         """Bytes held by the backend's memory pool on the device (0 on numpy)."""
