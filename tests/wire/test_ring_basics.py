@@ -283,3 +283,15 @@ def test_returned_ids_are_contiguous_new_and_in_window(ring_env, slots, steps) -
                 assert result.dropped == (0 if first_read else ids[0] - next_unreturned)
                 assert [int(p[0, 0, 0]) for p in result.pixels] == [f % 256 for f in ids]
                 next_unreturned, first_read = ids[-1] + 1, False
+
+
+def test_data_region_covers_every_slot_at_its_stride(ring_env) -> None:
+    with RingWriter("region", W, H, slots=4) as writer:
+        region = writer.data_region()
+        assert region.ctypes.data % 4096 == 0, "pinning wants page-aligned memory"
+        stride = region.nbytes // writer.slot_count
+        assert stride >= H * W * 3
+        publish_frames(writer, 4)
+        for slot in range(4):
+            assert (region[slot * stride : slot * stride + H * W * 3] == slot).all()
+        del region
