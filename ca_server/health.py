@@ -1,12 +1,15 @@
 """World health: cheap per-frame statistics, the actions that keep a world alive, LFO breathing.
 
 `HealthMonitor.measure` reads a decimated view (about 128 px on the short side) of the world and
-brings back three scalars in one transfer: mass (mean), alive (fraction > 0.01) and activity
-(mean absolute change per engine step). `decide` turns them into at most one action per frame,
-following the prototype's coverage management (peer-plugin.md §2.5) with the gaps it left
+brings back four scalars in one transfer: mass (mean), alive (fraction > 0.01), peak (max) and
+activity (mean absolute change per engine step). `decide` turns them into at most one action per
+frame, following the prototype's coverage management (peer-plugin.md §2.5) with the gaps it left
 closed: a world that stays dead after cluster drops is fully reseeded; an overfull world is
 eroded, harder for MNCA (whose weak erosion let it fill the frame), and reseeded if that fails;
 a frozen world (activity below a floor for seconds) is perturbed; a non-finite world is reseeded.
+`failing` is the on-screen test, checked every frame without cooldown: dead, invisible (peak
+below what the renderer shows), non-finite, or collapsed to a tenth of the mass it had when it
+went on screen (`calibrate`); the Simulation answers it by holding the picture and regrowing.
 `Breathing` turns the engine's LFO specs into live parameter values; its phase advances per engine
 step at a nominal 30 steps/s, so it is deterministic and independent of wall-clock time.
 """
@@ -27,6 +30,15 @@ from ca_server.xp import Backend
 NOMINAL_STEPS_PER_SECOND = 30.0
 ALIVE_THRESHOLD = 0.01
 HEALTH_VIEW_PX = 128
+# Display density (after the renderer's floor and gain) below which a frame reads as black: a
+# peak of 0.1 renders at about 27/255 with the default palette.
+VISIBLE_DISPLAY_PEAK = 0.1
+# A world whose mass fell below this fraction of its on-screen reference is collapsing; regrowing
+# it now, while it is still visible, keeps the crossfade away from black.
+COLLAPSE_FRACTION = 0.1
+# Cluster nucleation fires below min(policy.sparse_alive, this x the reference coverage), so a
+# thin-by-design preset (coral, ~6% alive) is not pelted with seeds that break its pattern.
+SPARSE_FRACTION_OF_REFERENCE = 0.3
 
 
 class Action(Enum):
@@ -63,8 +75,13 @@ def policy_for(engine: str, hi_res_lenia: bool = False) -> HealthPolicy:
     """The health policy for `engine`; Lenia above 768 px uses the prototype's higher floor."""
     if engine == "gray_scott":
         # GS has no density-based nucleation or erosion (its feed mask shapes it); a V field
-        # that fills the frame is treated like a frozen one.
-        return HealthPolicy(sparse_alive=0.0, crowded_alive=0.95, erode_factor=1.0)
+        # that fills the frame is treated like a frozen one. Its healthy drift is ~1e-4 per
+        # step at 256-512 px, under the generic frozen floor, which made the monitor erase a
+        # disc of a live pattern every 5 s (deep_sea and tentacles stayed thin); 2e-5 still
+        # catches a converged Turing pattern (exactly static without flow).
+        return HealthPolicy(
+            sparse_alive=0.0, crowded_alive=0.95, erode_factor=1.0, frozen_activity=2e-5
+        )
     if engine == "mnca":
         # The prototype's 0.97 fade could not hold MNCA back (99-100% coverage at 512 px); the
         # keep-moving rim now bounds it to a disc, and erosion is a harder backstop.
@@ -79,6 +96,7 @@ def policy_for(engine: str, hi_res_lenia: bool = False) -> HealthPolicy:
 @dataclass
 class HealthCounters:
     reseeds: int = 0
+    regrowths: int = 0  # on-screen failures answered by hold, regrow off screen and crossfade
     revives: int = 0
     clusters: int = 0
     erosions: int = 0
@@ -88,15 +106,24 @@ class HealthCounters:
 class HealthMonitor:
     """Per-frame statistics of one world and the action they call for."""
 
-    def __init__(self, backend: Backend, height: int, width: int, policy: HealthPolicy):
+    def __init__(
+        self,
+        backend: Backend,
+        height: int,
+        width: int,
+        policy: HealthPolicy,
+        visible_peak: float = VISIBLE_DISPLAY_PEAK,
+    ):
         self.backend, self.policy = backend, policy
+        self.visible_peak = visible_peak
         self.stride = max(1, min(height, width) // HEALTH_VIEW_PX)
         view_shape = (len(range(0, height, self.stride)), len(range(0, width, self.stride)))
         self._previous_view = backend.xp.zeros(view_shape, backend.xp.float32)
         self._difference = backend.xp.empty(view_shape, backend.xp.float32)
         self._has_previous = False
         self.counters = HealthCounters()
-        self.mass = self.alive = self.activity = 0.0
+        self.mass = self.alive = self.activity = self.peak = 0.0
+        self.reference_mass = self.reference_alive = 0.0  # 0 until `calibrate`
         self._frames_since_action = 10**9
         self._frozen_frames = 0
         self._crowded_frames = 0
@@ -108,16 +135,29 @@ class HealthMonitor:
         self._has_previous = False
         self._frozen_frames = self._crowded_frames = self._revives_in_a_row = 0
 
+    def calibrate(self) -> None:
+        """Take the latest measurement as this world's normal (when it goes on screen)."""
+        self.reference_mass, self.reference_alive = self.mass, self.alive
+
     def measure(self, world: Any, steps: int) -> tuple[float, float, float]:
-        """(mass, alive, activity) of `world` ((H, W) float32 on device); one device transfer."""
+        """(mass, alive, activity) of `world` ((H, W) float32 on device); one device transfer.
+
+        Also updates `peak` (the view's maximum).
+        """
         xp = self.backend.xp
         view = world[:: self.stride, :: self.stride]
         xp.subtract(view, self._previous_view, out=self._difference)
         xp.abs(self._difference, out=self._difference)
         stats = xp.stack(
-            [view.mean(), (view > ALIVE_THRESHOLD).mean(dtype=xp.float32), self._difference.mean()]
+            [
+                view.mean(),
+                (view > ALIVE_THRESHOLD).mean(dtype=xp.float32),
+                self._difference.mean(),
+                view.max(),
+            ]
         )
-        mass, alive, change = (float(value) for value in self.backend.to_host(stats))
+        mass, alive, change, peak = (float(value) for value in self.backend.to_host(stats))
+        self.peak = peak
         xp.copyto(self._previous_view, view)
         if self._has_previous and steps > 0:
             self.activity = change / steps
@@ -126,6 +166,18 @@ class HealthMonitor:
         self._has_previous = True
         self.mass, self.alive = mass, alive
         return mass, alive, self.activity
+
+    @property
+    def visible(self) -> bool:
+        """True when the latest measurement would render as more than a black frame."""
+        return self.peak >= self.visible_peak and self.mass >= self.policy.dead_mass
+
+    def failing(self) -> bool:
+        """Dead, invisible, non-finite or collapsed: the on-screen test (no cooldown applies)."""
+        if not (math.isfinite(self.mass) and math.isfinite(self.peak)):
+            return True
+        collapsed = self.mass < COLLAPSE_FRACTION * self.reference_mass
+        return collapsed or not self.visible
 
     def decide(self, steps: int) -> Action:
         """The action for this frame, given the latest `measure`; updates streaks and counters."""
@@ -161,7 +213,10 @@ class HealthMonitor:
             if self._frozen_frames > policy.frozen_frames and not cooling:
                 self._frozen_frames = 0
                 return self._act(Action.PERTURB)
-        if self.alive < policy.sparse_alive and not cooling:
+        sparse_alive = policy.sparse_alive
+        if self.reference_alive > 0:
+            sparse_alive = min(sparse_alive, SPARSE_FRACTION_OF_REFERENCE * self.reference_alive)
+        if self.alive < sparse_alive and not cooling:
             period = 15 if self.alive < 0.01 else 30
             if self._frame % period == 0:
                 return self._act(Action.CLUSTER)

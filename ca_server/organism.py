@@ -3,26 +3,42 @@
 The Simulation holds one `Organism` on screen and, during a preset change, a second one warming
 up or fading in. An organism steps its engine, advects every state field along the preset's flow
 mix, applies the keep-moving extras, and once per video frame updates its LFO parameters and acts
-on its health monitor's verdict. All randomness comes from a numpy Generator seeded from the
+on its health monitor's verdict. On screen (`on_screen`), a failing world (dead, invisible,
+collapsed, non-finite) or a call for a full reseed is never answered in place, which would cut
+through black or to a raw seed: the organism instead holds its picture (the current world if
+still visible, else its keepsake, a copy of the last visible state taken every few frames), keeps
+it drifting along the flow, and raises `wants_regrowth` so the Simulation grows a fresh seed off
+screen and crossfades to it. All randomness comes from a numpy Generator seeded from the
 simulation seed, so a seed reproduces the same world on the same backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ca_server.engines import create_engine
-from ca_server.engines.base import wrapped_distance2
+from ca_server.engines.base import Breathing, wrapped_distance2
 from ca_server.engines.keep_moving import KeepMoving, NoisePool
-from ca_server.health import Action, BreathingLFO, HealthMonitor, policy_for
+from ca_server.health import (
+    VISIBLE_DISPLAY_PEAK,
+    Action,
+    BreathingLFO,
+    HealthMonitor,
+    policy_for,
+)
 from ca_server.presets import Preset
 from ca_server.xp import Backend
 
 FLOW_PIXELS_PER_STEP_AT_BASE = 0.8  # the prototype's tuned drift at 512 px
 REVIVE_CLUSTERS = 8
+KEEPSAKE_EVERY_FRAMES = 4  # a restored keepsake is at most this many frames old
+# Lenia's mu LFO (+-15% of mu) is capped at this many sigmas: a narrow growth band (coral, mycelium:
+# sigma 0.008-0.012, i.e. 15% of mu is ~1.5-2 sigma) cannot follow a larger swing and dies.
+LENIA_MU_SWING_SIGMAS = 1.0
 
 
 class Organism:
@@ -47,11 +63,24 @@ class Organism:
         pixels_per_step = max(0.2, FLOW_PIXELS_PER_STEP_AT_BASE * self.engine.res_scale)
         self.flow = flow_factory(backend, height, width, pixels_per_step=pixels_per_step)
         self.flow.set_strengths(dict(preset.flow))
-        self.breathing = BreathingLFO(self.engine.breathing(), self.engine.params)
+        self.breathing = BreathingLFO(_bounded_breathing(self.engine), self.engine.params)
         hi_res = preset.engine == "lenia" and min(height, width) >= 768
-        self.monitor = HealthMonitor(backend, height, width, policy_for(preset.engine, hi_res))
+        floor = float(preset.render.get("floor", 0.0))
+        gain = float(preset.render.get("gain", 1.0))
+        self.monitor = HealthMonitor(
+            backend,
+            height,
+            width,
+            policy_for(preset.engine, hi_res),
+            visible_peak=floor + VISIBLE_DISPLAY_PEAK / gain,
+        )
         self.renderer: Any = None
         self.steps = 0
+        self.on_screen = False  # set by the Simulation: failures then hold and regrow
+        self.holding = False
+        self.wants_regrowth = False
+        self._keepsake: list[Any] | None = None
+        self._frames = 0
 
     @property
     def world(self) -> Any:
@@ -64,7 +93,15 @@ class Organism:
         self.monitor.reset()
 
     def step(self, shaped: bool = True) -> None:
-        """One engine step; `shaped` adds flow, containment and the keep-moving extras."""
+        """One engine step; `shaped` adds flow, containment and the keep-moving extras.
+
+        While holding, the engine is paused and the held picture only drifts along the flow.
+        """
+        if self.holding:
+            if self.flow.active:
+                for field in self.engine.fields:
+                    self.flow.advect(field, out=field)
+            return
         if shaped and self.keep_moving.wants_previous:
             self.keep_moving.remember(self.engine.world)
         self.engine.step()
@@ -77,13 +114,54 @@ class Organism:
         self.keep_moving.apply(self.engine.world)
 
     def end_frame(self, steps: int) -> Action:
-        """Once per video frame: breathe the parameters, measure health, act on it."""
+        """Once per video frame: breathe the parameters, measure health, act on it.
+
+        On screen, a failing world or a call for a reseed or revive holds the picture and sets
+        `wants_regrowth` instead (returned as RESEED); while holding nothing else is done.
+        """
+        monitor = self.monitor
+        if self.holding:
+            monitor.measure(self.engine.world, steps)
+            if monitor.failing():  # the held picture itself went bad (or was zeroed)
+                self._restore_keepsake()
+            return Action.NONE
         if steps:
             self.engine.set_live(self.breathing.advance(steps))
-        self.monitor.measure(self.engine.world, steps)
-        action = self.monitor.decide(steps)
+        monitor.measure(self.engine.world, steps)
+        if self.on_screen and monitor.failing():
+            self.hold()
+            return Action.RESEED
+        action = monitor.decide(steps)
+        if self.on_screen and action in (Action.RESEED, Action.REVIVE):
+            self.hold()
+            return Action.RESEED
         self.apply(action)
+        self._frames += 1
+        if self._frames % KEEPSAKE_EVERY_FRAMES == 0 and monitor.visible:
+            self.take_keepsake()
         return action
+
+    def take_keepsake(self) -> None:
+        """Copy every state field, the picture a hold falls back on."""
+        xp = self.backend.xp
+        if self._keepsake is None:
+            self._keepsake = [xp.empty_like(field) for field in self.engine.fields]
+        for saved, field in zip(self._keepsake, self.engine.fields, strict=True):
+            xp.copyto(saved, field)
+
+    def hold(self) -> None:
+        """Pause the engine and keep showing the last visible picture; ask for a regrowth."""
+        if not self.holding:
+            self.monitor.counters.regrowths += 1
+        self.holding = self.wants_regrowth = True
+        if not self.monitor.visible:
+            self._restore_keepsake()
+
+    def _restore_keepsake(self) -> None:
+        if self._keepsake is None:
+            return
+        for field, saved in zip(self.engine.fields, self._keepsake, strict=True):
+            self.backend.xp.copyto(field, saved)
 
     def apply(self, action: Action) -> None:
         engine = self.engine
@@ -136,3 +214,15 @@ class Organism:
         self.breathing.phases[:] = smaller.breathing.phases
         self.keep_moving.stir_phase = smaller.keep_moving.stir_phase
         self.steps = smaller.steps
+
+
+def _bounded_breathing(engine: Any) -> tuple[Breathing, ...]:
+    """The engine's LFO specs, with Lenia's mu swing capped to LENIA_MU_SWING_SIGMAS x sigma."""
+    specs = tuple(engine.breathing())
+    if engine.name != "lenia":
+        return specs
+    limit = LENIA_MU_SWING_SIGMAS * float(engine.params["sigma"])
+    return tuple(
+        replace(spec, amplitude=min(spec.amplitude, limit)) if spec.parameter == "mu" else spec
+        for spec in specs
+    )

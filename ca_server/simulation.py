@@ -12,7 +12,10 @@ their radii scaled like every other size) and are upsampled once at the end, whi
 at full size. When it is ready the new preset is rendered alongside the old one and the RGB frames
 crossfade over `crossfade_frames` (~1 s). On a GPU the same budget covers hundreds of steps, so a
 switch completes within a few frames. The first preset is warmed up synchronously in the
-constructor, before any frame is due.
+constructor, before any frame is due. The same path answers the health monitor: when the world on
+screen fails (dead, invisible, collapsed) or needs a full reseed, its organism holds the last
+visible picture drifting along the flow while a fresh seed regrows off screen, then crossfades
+in, so the stream never passes through black. A warm-up only hands over a visible world.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ WARMUP_STEPS: dict[str, tuple[int, int]] = {
 }
 WARMUP_MIN_SIDE_PX = 256
 DEAD_DURING_WARMUP = 0.002
+# A warm-up that ends with an invisible world starts over with a new seed, at most this often.
+WARMUP_ATTEMPTS = 3
 
 
 def warmup_factor(engine: str, height: int, width: int) -> int:
@@ -79,6 +84,7 @@ class _WarmUp:
         self.grow_steps, self.shape_steps = WARMUP_STEPS[preset.engine]
         self.small: Organism | None = None
         self.done_steps = 0
+        self.attempts = 1
         self.result: Organism | None = None
 
     @property
@@ -100,6 +106,10 @@ class _WarmUp:
                 steps_this_call += 1
                 if self.done_steps % 2 == 0:
                     self._check_health(shaped)
+            elif self._failed() and self.attempts < WARMUP_ATTEMPTS:
+                self.attempts += 1
+                self.done_steps = 0
+                self.small.seed_world()
             else:
                 self.result = self._full_size()
             out_of_steps = max_steps is not None and steps_this_call >= max_steps
@@ -114,13 +124,27 @@ class _WarmUp:
         elif self.done_steps % 20 == 0 and float(small.world.mean()) < DEAD_DURING_WARMUP:
             small.seed_world()
 
+    def _failed(self) -> bool:
+        small = self.small
+        assert small is not None
+        small.monitor.measure(small.world, 0)
+        return small.monitor.failing()
+
     def _full_size(self) -> Organism:
+        """The grown organism at the frame size, calibrated and put on screen."""
         sim, small = self.simulation, self.small
         assert small is not None
-        if (small.height, small.width) == (sim.height, sim.width):
-            return small
-        organism = sim.new_organism(self.preset, self.seed, 1)
-        organism.load_from(small)
+        organism = small
+        if (small.height, small.width) != (sim.height, sim.width):
+            organism = sim.new_organism(self.preset, self.seed, 1)
+            organism.load_from(small)
+        monitor = organism.monitor
+        monitor.measure(organism.world, 0)
+        monitor.reset()
+        monitor.calibrate()
+        if monitor.visible:
+            organism.take_keepsake()
+        organism.on_screen = True
         return organism
 
 
@@ -168,6 +192,7 @@ class Simulation:
         self._incoming: Organism | None = None
         self._fade_frame = 0
         self._blend: tuple[Any, Any, Any, Any] | None = None
+        self.regrowths = 0
 
     # -- live controls ---------------------------------------------------------------------
     @property
@@ -276,8 +301,18 @@ class Simulation:
                 self._warmup = None
                 self._fade_frame = 0
                 self._incoming_accumulator = self._accumulator
+        if self._current.holding and self._warmup is None and self._incoming is None:
+            self._start_regrowth()
         self.frame += 1
         return steps
+
+    def _start_regrowth(self) -> None:
+        """Grow a fresh seed of the held preset off screen; it crossfades in when ready."""
+        organism = self._current
+        organism.wants_regrowth = False
+        seed = int(organism.rng.integers(0, 2**31 - 1))
+        self._warmup = _WarmUp(self, organism.preset, seed)
+        self.regrowths += 1
 
     def _finish_fade(self) -> None:
         assert self._incoming is not None
@@ -349,6 +384,8 @@ class Simulation:
             "alive": monitor.alive,
             "activity": monitor.activity,
             "reseeds": counters.reseeds,
+            "regrowths": self.regrowths,
+            "holding": self._current.holding,
             "revives": counters.revives,
             "clusters": counters.clusters,
             "erosions": counters.erosions,

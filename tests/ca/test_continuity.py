@@ -1,0 +1,81 @@
+"""The stream never goes black: a world that dies on screen is held and regrown, not shown dead.
+
+Deaths are forced by zeroing the on-screen world before a tick (what a collapse inside the engine
+step looks like to the health monitor), including a second death a few frames after the first
+(inside the prototype's 30-frame reseed cooldown, where the old in-place reseed left up to ~20
+black frames) and one while the previous regrowth is still warming up. Real flow and renderer.
+Bands: every frame after the first has a maximum of at least VISIBLE_FRAME_MAX (a peak of 0.1
+density renders at ~27/255; black is 0); the frame after a death keeps at least half the mean
+brightness of the frame before it (the last picture is held, not replaced by a raw seed); and the
+run ends on a live, regrown world, not a held picture.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ca_server.simulation import Simulation
+from ca_server.xp import numpy_backend
+
+BACKEND = numpy_backend(fft_workers=1)
+VISIBLE_FRAME_MAX = 20
+DEATH_FRAMES = (40, 45, 52, 160, 161, 162)
+FRAMES = 300
+
+
+def kill(sim: Simulation) -> None:
+    """Zero the state on screen (Gray-Scott: V = 0 is the dead, empty state)."""
+    sim.world[...] = 0.0
+
+
+def run_with_deaths(preset: str, size: int) -> tuple[Simulation, list[int], list[str]]:
+    """Run FRAMES frames with DEATH_FRAMES; returns (sim, black frame indices, dimmings)."""
+    # A fixed warm-up slice (about 8 ticks for Lenia at 128 px) makes the run reproducible.
+    sim = Simulation(
+        BACKEND, width=size, height=size, preset=preset, seed=3, warmup_steps_per_tick=100
+    )
+    dark_frames, dimmings, previous_mean = [], [], None
+    for frame_index in range(FRAMES):
+        died = frame_index in DEATH_FRAMES
+        if died:
+            kill(sim)
+        sim.tick()
+        frame = np.asarray(sim.render())
+        if int(frame.max()) < VISIBLE_FRAME_MAX:
+            dark_frames.append(frame_index)
+        if died and previous_mean is not None and frame.mean() < 0.5 * previous_mean:
+            dimmings.append(f"frame {frame_index}: mean {previous_mean:.1f} -> {frame.mean():.1f}")
+        previous_mean = float(frame.mean())
+    return sim, dark_frames, dimmings
+
+
+@pytest.mark.parametrize(
+    ("preset", "size"), [("coral", 128), ("coral", 256), ("medusa", 128), ("sl_gliders", 128)]
+)
+def test_forced_deaths_never_render_black(preset, size):
+    sim, dark_frames, dimmings = run_with_deaths(preset, size)
+    assert not dark_frames, f"{preset} at {size} px rendered black frames {dark_frames}"
+    assert not dimmings, f"{preset} at {size} px: a death dimmed the picture: {dimmings}"
+    health = sim.health()
+    assert health["regrowths"] >= 2, health
+    assert not health["holding"] and not health["warming"], health
+    assert health["mass"] > 0.002, health
+
+
+def test_a_hold_keeps_the_last_picture_drifting_until_the_regrowth_fades_in():
+    sim = Simulation(BACKEND, width=128, height=128, preset="coral", seed=5, crossfade_frames=4)
+    sim.warmup_steps_per_tick = 10**6  # lands the regrowth on the next tick
+    for _ in range(10):
+        sim.tick()
+    held_organism = sim._current
+    kill(sim)
+    sim.tick()
+    assert held_organism.holding and sim.health()["warming"]
+    assert float(sim.world.max()) > 0.1  # the keepsake, not the zeroed world
+    sim.tick()
+    assert sim.health()["crossfading"]
+    for _ in range(4):
+        sim.tick()
+    assert sim._current is not held_organism and not sim._current.holding
+    assert sim.health()["regrowths"] == 1
