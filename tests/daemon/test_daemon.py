@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -204,3 +206,44 @@ def test_cli_usage_error_is_exit_two(daemon_factory) -> None:
     completed = daemon_factory().cli("ctl", "speed", "fast")
     assert completed.returncode == ExitCode.USAGE
     assert isinstance(completed, subprocess.CompletedProcess)
+
+
+def test_shell_completion_offers_preset_names(daemon_factory) -> None:
+    daemon = daemon_factory()
+    env = {
+        **daemon.env,
+        "COMP_WORDS": "ca-server ctl preset co",
+        "COMP_CWORD": "3",
+        "_CA_SERVER_COMPLETE": "complete_bash",
+    }
+    console_script = Path(sys.executable).with_name("ca-server")  # completion keys on its name
+    completed = subprocess.run(
+        [str(console_script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    offered = completed.stdout.split()
+    assert "coral" in offered
+    assert all(name.startswith("co") for name in offered)
+
+
+def test_too_small_shm_exits_73_with_the_needed_size(daemon_factory, tmp_path: Path) -> None:
+    """A real 1 MiB tmpfs in a private mount namespace (root only; skipped where unshare fails)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    daemon = daemon_factory()
+    folder = tmp_path / "tiny-shm"
+    folder.mkdir()
+    serve = [sys.executable, "-m", "ca_server.cli", "serve", "--backend", "numpy"]
+    serve += ["--width", "512", "--height", "512", "--name", daemon.name]
+    script = 'mount -t tmpfs -o size=1m tmpfs "$0" && CA_SERVER_SHM_DIR="$0" exec "$@"'
+    completed = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, str(folder), *serve],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "mount" in completed.stderr and completed.returncode != ExitCode.CANNOT_CREATE:
+        pytest.skip(f"cannot mount a private tmpfs here: {completed.stderr.strip()}")
+    assert completed.returncode == ExitCode.CANNOT_CREATE, completed.stderr
+    assert "MiB" in completed.stderr and "Traceback" not in completed.stderr
+    assert not list(folder.iterdir()), "a failed start left files behind"
