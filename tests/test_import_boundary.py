@@ -21,8 +21,14 @@ BOUNDARY = [
     ("ca_server.wire", WIRE_FORBIDDEN),
     ("ca_server.wire.layout", WIRE_FORBIDDEN),
     ("ca_server.wire.ring", WIRE_FORBIDDEN),
+    ("ca_server.wire.ring_memory", WIRE_FORBIDDEN),
+    ("ca_server.wire.ring_writer", WIRE_FORBIDDEN),
+    ("ca_server.wire.ring_reader", WIRE_FORBIDDEN),
     ("ca_server.wire.protocol", WIRE_FORBIDDEN),
     ("ca_server.wire.control", WIRE_FORBIDDEN),
+    ("ca_server.wire.endpoint_addresses", WIRE_FORBIDDEN),
+    ("ca_server.wire.control_endpoint", WIRE_FORBIDDEN),
+    ("ca_server.wire.control_client", WIRE_FORBIDDEN),
 ]
 
 PROBE = """
