@@ -1,47 +1,109 @@
-"""Benchmark the simulation on numpy: per preset and size, step ms, render ms and full-loop fps.
+"""Benchmark the simulation per preset and size: step ms, render ms, copy ms and full-loop fps.
 
-`python bench/bench_sim.py [--sizes 256 512 1024] [--presets coral medusa ...] [--frames 40]`
+`python bench/bench_sim.py [--backend numpy|cupy] [--sizes 256 512 1024] [--presets coral ...]
+[--frames 40] [--repeats 1] [--fft-workers N]`
 Each (preset, size) is built and warmed up (the warm-up time is reported), then timed over
-`--frames` frames after 5 discarded ones: "step" is `Simulation.tick()` at speed 1 (one engine
-step plus flow, keep-moving extras, LFO and health), "render" is `Simulation.render()`, and the
-full loop is their sum, the same definition as the prototype's "full loop" (1 step + render) in
-research/peer-plugin.md §6.2. Medians are printed as a Markdown table.
+`--frames` frames after 5 discarded ones, `--repeats` times in the same process (the median of
+the per-repeat medians is printed). "step" is `Simulation.tick()` at speed 1 divided by the
+engine steps it took (one engine step plus flow, keep-moving extras, LFO and health; presets with
+a speed above 1 take two steps on some ticks), "render" is `Simulation.render()` and "copy" the
+one device-to-host copy of the frame into a preallocated host buffer, as the daemon does. The
+full loop is step + render (+ copy), the same definition as the prototype's "full loop" (1 step +
+render) in research/peer-plugin.md §6.2, whose per-engine fps is the `vs proto` baseline.
+On numpy the stages are timed with `perf_counter`; on CuPy with CUDA events recorded on the
+current stream around each stage (the host clock is read only after synchronising), and the
+table adds the memory pool's bytes in use. Output is a Markdown table on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from typing import Any
 
-from ca_server.presets import preset_names
+import numpy as np
+
+from ca_server.presets import load_preset, preset_names
 from ca_server.simulation import Simulation
-from ca_server.xp import numpy_backend
+from ca_server.xp import Backend, BackendUnavailableError, cupy_backend, numpy_backend
 
 # The prototype's full-loop fps on this class of machine (peer-plugin.md §6.2), per engine.
 PROTOTYPE_FPS = {
     512: {"lenia": 45.5, "smoothlife": 27.0, "mnca": 39.1, "gray_scott": 39.2},
     1024: {"lenia": 10.9, "smoothlife": 6.7, "mnca": 9.4, "gray_scott": 9.7},
 }
+DISCARDED_FRAMES = 5
 
 
-def bench_one(name: str, size: int, frames: int) -> dict[str, float | str]:
-    backend = numpy_backend()
+class StageTimer:
+    """Times consecutive stages of one frame: host clock on numpy, CUDA events on CuPy."""
+
+    def __init__(self, backend: Backend, stages: int):
+        self.backend = backend
+        if backend.is_gpu:
+            cuda = backend.xp.cuda
+            self._events = [cuda.Event() for _ in range(stages + 1)]
+        self._marks: list[float] = []
+
+    def start(self) -> None:
+        self._marks = []
+        self.mark()
+
+    def mark(self) -> None:
+        """End the current stage (and start the next)."""
+        if self.backend.is_gpu:
+            self._events[len(self._marks)].record()
+            self._marks.append(0.0)
+        else:
+            self._marks.append(time.perf_counter())
+
+    def stage_ms(self) -> list[float]:
+        """Milliseconds of each stage since `start` (synchronises the device first)."""
+        if self.backend.is_gpu:
+            self._events[len(self._marks) - 1].synchronize()
+            elapsed = self.backend.xp.cuda.get_elapsed_time
+            return [
+                float(elapsed(self._events[i], self._events[i + 1]))
+                for i in range(len(self._marks) - 1)
+            ]
+        return [(b - a) * 1e3 for a, b in zip(self._marks, self._marks[1:], strict=False)]
+
+
+def bench_one(backend: Backend, name: str, size: int, frames: int, repeats: int) -> dict[str, Any]:
+    """Time one preset at `size`²: medians of step/render/copy ms and fps, warm-up s, memory."""
+    backend.synchronize()
     started = time.perf_counter()
     sim = Simulation(backend, width=size, height=size, preset=name, seed=0)
+    backend.synchronize()
     warmup_s = time.perf_counter() - started
-    engine = sim._current.preset.engine
-    step_ms, render_ms = [], []
-    for index in range(frames + 5):
-        t0 = time.perf_counter()
-        sim.tick()
-        t1 = time.perf_counter()
-        sim.render()
-        t2 = time.perf_counter()
-        if index >= 5:
-            step_ms.append((t1 - t0) * 1e3)
-            render_ms.append((t2 - t1) * 1e3)
-    step, render = statistics.median(step_ms), statistics.median(render_ms)
+    engine = load_preset(name).engine
+    host_frame = np.empty((size, size, 3), np.uint8)
+    frame_buffer = backend.xp.empty((size, size, 3), backend.xp.uint8)
+    timer = StageTimer(backend, 3)
+    per_repeat: list[tuple[float, float, float]] = []
+    for _ in range(repeats):
+        step_ms, render_ms, copy_ms = [], [], []
+        for index in range(frames + DISCARDED_FRAMES):
+            timer.start()
+            steps = sim.tick()
+            timer.mark()
+            sim.render(out=frame_buffer)
+            timer.mark()
+            backend.to_host(frame_buffer, out=host_frame)
+            timer.mark()
+            tick, render, copy = timer.stage_ms()
+            if index >= DISCARDED_FRAMES and steps > 0:
+                step_ms.append(tick / steps)
+                render_ms.append(render)
+                copy_ms.append(copy)
+        per_repeat.append(
+            (statistics.median(step_ms), statistics.median(render_ms), statistics.median(copy_ms))
+        )
+    step = statistics.median(r[0] for r in per_repeat)
+    render = statistics.median(r[1] for r in per_repeat)
+    copy = statistics.median(r[2] for r in per_repeat)
     fps = 1e3 / (step + render)
     baseline = PROTOTYPE_FPS.get(size, {}).get(engine)
     return {
@@ -51,27 +113,52 @@ def bench_one(name: str, size: int, frames: int) -> dict[str, float | str]:
         "warmup_s": warmup_s,
         "step_ms": step,
         "render_ms": render,
+        "copy_ms": copy,
         "fps": fps,
-        "vs_prototype": f"{fps / baseline:.1f}x" if baseline else "-",
+        "fps_with_copy": 1e3 / (step + render + copy),
+        "prototype_fps": baseline,
+        "vs_prototype": f"{fps / baseline:.2f}x" if baseline else "-",
+        "memory_mib": backend.memory_in_use_bytes() / 2**20,
     }
+
+
+def select(backend_name: str, fft_workers: int | None) -> Backend:
+    if backend_name == "numpy":
+        return numpy_backend(fft_workers)
+    try:
+        return cupy_backend(0)
+    except BackendUnavailableError as exc:
+        sys.exit(f"bench_sim: {exc}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
-    parser.add_argument("--presets", nargs="+", default=None)
-    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--presets", nargs="+", default=None, help="default: every preset")
+    parser.add_argument("--frames", type=int, default=40, help="timed frames per repeat")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs; medians reported")
+    parser.add_argument("--fft-workers", type=int, default=None, help="numpy: scipy.fft threads")
     args = parser.parse_args()
+    if args.frames < 1 or args.repeats < 1:
+        parser.error("--frames and --repeats must be at least 1")
+    backend = select(args.backend, args.fft_workers)
     names = args.presets or preset_names()
-    print("| preset | engine | size | warm-up s | step ms | render ms | full-loop fps | vs proto |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"backend {backend.name} on {backend.device_name}; fft workers {backend.fft_workers}")
+    print(
+        "| preset | engine | size | warm-up s | step ms | render ms | copy ms | full-loop fps "
+        "| proto fps | vs proto | GPU MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for name in names:
-            row = bench_one(name, size, args.frames)
+            row = bench_one(backend, name, size, args.frames, args.repeats)
+            proto = f"{row['prototype_fps']:.1f}" if row["prototype_fps"] else "-"
             print(
                 f"| {row['preset']} | {row['engine']} | {row['size']} | {row['warmup_s']:.2f} | "
-                f"{row['step_ms']:.2f} | {row['render_ms']:.2f} | {row['fps']:.1f} | "
-                f"{row['vs_prototype']} |",
+                f"{row['step_ms']:.2f} | {row['render_ms']:.2f} | {row['copy_ms']:.2f} | "
+                f"{row['fps']:.1f} | {proto} | {row['vs_prototype']} | "
+                f"{row['memory_mib']:.0f} |",
                 flush=True,
             )
 

@@ -63,3 +63,13 @@ def kernel_spectrum(backend: Backend, kernel: np.ndarray) -> Any:
     device_kernel = backend.xp.asarray((kernel / total).astype(np.float32))
     spectrum = backend.fft.rfft2(device_kernel, **backend.fft_kwargs())
     return spectrum.astype(backend.xp.complex64, copy=False)
+
+
+def kernel_spectra(backend: Backend, kernels: Sequence[np.ndarray]) -> Any:
+    """The stacked spectra of `kernels` (each normalised to sum 1): (n, H, W//2+1) complex64."""
+    xp = backend.xp
+    spectra = [kernel_spectrum(backend, kernel) for kernel in kernels]
+    stack = xp.empty((len(spectra), *spectra[0].shape), xp.complex64)
+    for index, spectrum in enumerate(spectra):
+        stack[index] = spectrum
+    return stack

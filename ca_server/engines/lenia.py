@@ -3,7 +3,11 @@
 Kernel K(r) = sum_i exp(-((r/R - peak_i)/width_i)^2 / 2) on r <= R, normalised; growth
 G(U) = 2 exp(-((U - mu)/sigma)^2 / 2) - 1; update A <- clip(A + G(K * A) / T, 0, 1). One rfft2 and
 one irfft2 per step; the growth, update and clip run in place on the potential's buffer. R is
-scaled from the 512 px base (minimum 5), so a preset looks the same at every resolution.
+scaled from the 512 px base, so a preset looks the same at every resolution, but never below
+MIN_RADIUS_PX: the finest preset structures are about a third of R across (heartbeat's rings at
+R = 10), and at the prototype's floor of 5 px they shrink to 1-2 px and alias into a pixel-scale
+checkerboard (tests/ca/test_engine_textures.py); 8 px resolves them and leaves every preset whose
+radius at 256 px is already 8 or more (all but heartbeat) as it was.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from ca_server.engines.base import (
 from ca_server.engines.kernels import kernel_spectrum, lenia_kernel, torus_distance
 from ca_server.xp import Backend
 
+# Smallest kernel radius in cells (the prototype's floor was 5).
+MIN_RADIUS_PX = 8
+
 
 class LeniaEngine(Engine):
     """Single-channel Lenia; `world` is A, (H, W) float32 in [0, 1] on the device."""
@@ -34,7 +41,7 @@ class LeniaEngine(Engine):
 
     def __init__(self, backend: Backend, height: int, width: int, params: Mapping[str, Any]):
         super().__init__(backend, height, width, params)
-        self.radius = max(5, round(self.params["R"] * self.res_scale))
+        self.radius = max(MIN_RADIUS_PX, round(self.params["R"] * self.res_scale))
         kernel = lenia_kernel(
             torus_distance(height, width),
             self.radius,

@@ -77,18 +77,42 @@ def test_mnca_step_matches_direct_rule():
     distance = torus_distance(64, 64)
     total = np.zeros((64, 64))
     params = load_preset("mnca_mitosis").engine_params
+    delta = params["delta"]
+    edge = 2.0 * delta  # membership ramps linearly over 2 delta around each threshold
     for (inner, outer), intervals in zip(engine.rings, params["rules"], strict=True):
         kernel = logistic_ring(distance, inner, outer)
         average = circular_convolve(state, kernel / kernel.sum())
-        active = np.zeros(average.shape, bool)
+        member = np.zeros(average.shape)
         for low, high in intervals:
-            active |= (average >= low) & (average <= high)
-        total += np.where(active, params["delta"], -params["delta"])
+            rise = np.clip((average - low) / edge + 0.5, 0, 1)
+            fall = np.clip((high - average) / edge + 0.5, 0, 1)
+            member = np.maximum(member, np.minimum(rise, fall))
+        total += delta * (2 * member - 1)
     expected = np.clip(state + total, 0, 1)
     engine.step()
-    # Cells whose average sits within round-off of a threshold may flip; allow a handful.
-    mismatched = np.abs(engine.world - expected) > 1e-4
-    assert mismatched.mean() < 0.002
+    np.testing.assert_allclose(engine.world, expected, atol=2e-4)
+
+
+def test_mnca_rings_scale_together_with_a_floor_on_the_smallest():
+    params = load_preset("mnca_worm").engine_params  # rings (0,3), (5,10), (12,18) at 512 px
+    rings = {
+        size: create_engine("mnca", BACKEND, size, size, params).rings for size in (256, 512, 2048)
+    }
+    # the smallest disc never drops under 6 px; all rings keep their ratios
+    assert rings[256] == rings[512] == [(0.0, 6.0), (10.0, 20.0), (24.0, 36.0)]
+    assert rings[2048] == [(0.0, 12.0), (20.0, 40.0), (48.0, 72.0)]
+
+
+def test_mnca_multi_interval_ring_is_a_member_in_either_interval():
+    params = dict(load_preset("mnca_hunt").engine_params)
+    params["rules"] = [[[0.1, 0.2], [0.6, 0.7]], [[0.0, 1.0]]]
+    engine = create_engine("mnca", BACKEND, 64, 64, params)
+    for level, grows in ((0.15, True), (0.65, True), (0.4, False)):
+        engine.load_fields([np.full((64, 64), level, np.float32)])
+        engine.step()
+        # ring 1 always a member; ring 0 a member inside either interval: +2 delta, else 0
+        change = float(engine.world.mean()) - level
+        assert change == pytest.approx(2 * params["delta"] if grows else 0.0, abs=1e-5), level
 
 
 def test_gray_scott_substeps_match_rolled_stencil():
@@ -160,4 +184,4 @@ def test_radii_scale_from_the_512_base():
     preset = load_preset("coral")  # R = 20 at 512 px
     sizes = {size: create_engine("lenia", BACKEND, size, size, preset.engine_params).radius
              for size in (128, 256, 1024)}  # fmt: skip
-    assert sizes == {128: 5, 256: 10, 1024: 40}
+    assert sizes == {128: 8, 256: 10, 1024: 40}  # 8 px floor (heartbeat aliases below)
