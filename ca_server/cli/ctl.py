@@ -1,0 +1,193 @@
+"""`ca-server ctl`: talk to a running daemon over its control endpoint.
+
+Each command sends one request through `ControlClient` and prints the result; with `--json`,
+stdout carries exactly one JSON object and failures exit with the protocol's exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from ca_server.cli.common import NameOption, complete_preset, fail, ring_name_or_default
+from ca_server.exit_codes import ExitCode
+
+ctl_app = typer.Typer(help="Control a running daemon.", no_args_is_help=True)
+
+
+class CtlContext:
+    """Options shared by every `ctl` command."""
+
+    def __init__(self, name: str, control: str | None, timeout_s: float, as_json: bool) -> None:
+        self.name, self.control, self.timeout_s, self.as_json = name, control, timeout_s, as_json
+
+    def endpoint(self) -> str:
+        """`--control`, else the endpoint the live ring advertises, else the name's default."""
+        if self.control:
+            return self.control
+        from ca_server.wire.paths import default_control_endpoint
+        from ca_server.wire.ring import RingReader
+
+        reader = RingReader(self.name)
+        try:
+            reader.attach()
+            advertised = (reader.header() or {}).get("control_endpoint")
+        except Exception:
+            advertised = None
+        finally:
+            reader.close()
+        return advertised or default_control_endpoint(self.name)
+
+    def call(self, op: str, **args: Any) -> Any:
+        """Send one request; print the outcome; exit non-zero on any failure."""
+        from ca_server.wire.control import ControlClient
+        from ca_server.wire.errors import ControlError, DaemonUnavailableError, WireError
+        from ca_server.wire.protocol import exit_code_for
+
+        try:
+            with ControlClient(self.endpoint(), timeout_s=self.timeout_s) as client:
+                return client.call(op, **args)
+        except DaemonUnavailableError as exc:
+            self._fail(exc.code, exc.message, ExitCode.UNAVAILABLE)
+        except ControlError as exc:
+            self._fail(exc.code, exc.message, ExitCode(exit_code_for(exc.code)))
+        except WireError as exc:
+            self._fail("unavailable", str(exc), ExitCode.UNAVAILABLE)
+
+    def _fail(self, code: str, message: str, exit_code: ExitCode | int) -> NoReturn:
+        if self.as_json:
+            typer.echo(json.dumps({"ok": False, "error": {"code": code, "message": message}}))
+            raise typer.Exit(int(exit_code))
+        fail(message, exit_code)
+
+    def show(self, result: Any, text: str) -> None:
+        typer.echo(json.dumps({"ok": True, "result": result}) if self.as_json else text)
+
+
+@ctl_app.callback()
+def ctl(
+    context: typer.Context,
+    name: NameOption = None,
+    control: Annotated[
+        str | None, typer.Option(envvar="CA_SERVER_CONTROL", help="Daemon's control endpoint.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(envvar="CA_SERVER_TIMEOUT", help="Seconds per attempt.")
+    ] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Control a running daemon (found by --name, default gpu0)."""
+    if not 0 < timeout <= 60:
+        fail(f"--timeout {timeout}: choose from 0 to 60 seconds", ExitCode.USAGE)
+    context.obj = CtlContext(ring_name_or_default(name), control, timeout, as_json)
+
+
+@ctl_app.command()
+def ping(context: typer.Context) -> None:
+    """Check that the daemon answers."""
+    ctx: CtlContext = context.obj
+    started = time.perf_counter()
+    result = ctx.call("ping")
+    elapsed_ms = (time.perf_counter() - started) * 1e3
+    ctx.show(result, f"pong from pid {result.get('pid')} in {elapsed_ms:.1f} ms")
+
+
+@ctl_app.command()
+def status(context: typer.Context) -> None:
+    """Show the daemon's state, speed and timings."""
+    ctx: CtlContext = context.obj
+    result = ctx.call("status")
+    ctx.show(result, format_status(result))
+
+
+@ctl_app.command("presets")
+def ctl_presets(context: typer.Context) -> None:
+    """List the presets the daemon knows."""
+    ctx: CtlContext = context.obj
+    result = ctx.call("presets")
+    ctx.show(result, "\n".join(f"{p['name']:<16} {p['description']}" for p in result))
+
+
+@ctl_app.command()
+def preset(
+    context: typer.Context,
+    name: Annotated[str, typer.Argument(autocompletion=complete_preset)],
+) -> None:
+    """Switch to preset NAME (crossfades; the stream never stops)."""
+    ctx: CtlContext = context.obj
+    ctx.show(ctx.call("preset", name=name), f"preset {name}")
+
+
+@ctl_app.command()
+def speed(context: typer.Context, value: float) -> None:
+    """Simulation steps per frame, 0 to 8 (fractions accumulate)."""
+    ctx: CtlContext = context.obj
+    ctx.show(ctx.call("speed", value=value), f"speed {value:g}")
+
+
+@ctl_app.command()
+def hue(context: typer.Context, value: float) -> None:
+    """Hue shift, 0 to 1 (a turn of the colour wheel)."""
+    ctx: CtlContext = context.obj
+    ctx.show(ctx.call("hue", value=value), f"hue {value:g}")
+
+
+@ctl_app.command()
+def brightness(context: typer.Context, value: float) -> None:
+    """Brightness, 0 to 3."""
+    ctx: CtlContext = context.obj
+    ctx.show(ctx.call("brightness", value=value), f"brightness {value:g}")
+
+
+@ctl_app.command()
+def reseed(
+    context: typer.Context,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: a new one).")] = None,
+) -> None:
+    """Start the organism again from a seed."""
+    ctx: CtlContext = context.obj
+    args = {} if seed is None else {"seed": seed}
+    result = ctx.call("reseed", **args)
+    ctx.show(result, f"reseeded with seed {result.get('value')}")
+
+
+@ctl_app.command()
+def pause(context: typer.Context) -> None:
+    """Stop publishing frames (the heartbeat keeps going)."""
+    ctx: CtlContext = context.obj
+    ctx.show(ctx.call("pause"), "paused")
+
+
+@ctl_app.command()
+def resume(context: typer.Context) -> None:
+    """Publish frames again."""
+    ctx: CtlContext = context.obj
+    ctx.show(ctx.call("resume"), "resumed")
+
+
+def format_status(status_reply: dict[str, Any]) -> str:
+    stage = status_reply.get("stage_ms", {})
+    ring = status_reply.get("ring", {})
+    lines = [
+        f"preset       {status_reply['preset']}  (speed {status_reply['speed']:g}, "
+        f"hue {status_reply['hue']:g}, brightness {status_reply['brightness']:g}, "
+        f"{'paused' if status_reply['paused'] else 'running'})",
+        f"backend      {status_reply['backend']} on {status_reply['device']}, "
+        f"{status_reply['width']}x{status_reply['height']}",
+        f"fps          {status_reply['measured_fps']:.1f} measured / "
+        f"{status_reply['target_fps']:g} target; {status_reply['frames_published']} published, "
+        f"{status_reply['frames_late']} late",
+        "stage ms     " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()),
+        f"sim step     {status_reply['sim_step']}  params version {status_reply['params_version']}",
+        f"vram         {status_reply['vram_bytes'] / 2**20:.1f} MiB",
+        f"uptime       {status_reply['uptime_s']:.0f} s",
+        f"ring         {ring.get('name')} at {ring.get('path')}",
+        f"control      {status_reply['control_endpoint']}",
+    ]
+    return "\n".join(lines)
+
+
+# --- looking at frames -------------------------------------------------------------------------
