@@ -1,34 +1,40 @@
 """The Simulation: the preset on screen, speed and colour controls, and non-blocking preset changes.
 
 The daemon calls `tick()` once per video frame and `render()` to colour it. `tick` turns `speed`
-(times the preset's own speed) into whole engine steps with a fractional accumulator, so 0.5 is
-one step every other frame. A preset change (`set_preset`, or `reseed`) never stalls the frame
-stream. On a 2-core CPU a background thread would compete with the frame loop for the same cores,
-so the incoming preset is instead warmed up in slices: each tick spends at most
-`warmup_budget_s` (about half a CPU frame) on it while the old preset keeps running and
-rendering. Lenia, SmoothLife and MNCA warm up at a reduced grid (the short side 256-511 px, with
-their radii scaled like every other size) and are upsampled once at the end, which makes warm-up
-4-16x cheaper than at full size; Gray-Scott, whose diffusion is not resolution-scaled, warms up
-at full size. When it is ready the new preset is rendered alongside the old one and the RGB frames
-crossfade over `crossfade_frames` (~1 s). On a GPU the same budget covers hundreds of steps, so a
-switch completes within a few frames. The first preset is warmed up synchronously in the
-constructor, before any frame is due. The same path answers the health monitor: when the world on
-screen fails (dead, invisible, collapsed) or needs a full reseed, its organism holds the last
-visible picture drifting along the flow while a fresh seed regrows off screen, then crossfades
-in, so the stream never passes through black. A warm-up only hands over a visible world.
+(times the preset's own speed) into whole engine steps with a fractional accumulator, so 0.5 is one
+step every other frame. A preset change (`set_preset`, or `reseed`) never stalls the frame stream.
+On a 2-core CPU a background thread would compete with the frame loop for the same cores, so the
+incoming preset is instead warmed up in slices: each tick spends at most `warmup_budget_s` (about
+half a CPU frame) on it while the old preset keeps running and rendering. Lenia, SmoothLife and MNCA
+warm up at a reduced grid (the short side 256-511 px, with their radii scaled like every other size)
+and are upsampled once at the end, which makes warm-up 4-16x cheaper than at full size, unless an
+engine's radius floor would lift a kernel on the smaller grid: the pattern would then grow at
+another scale relative to the frame and visibly re-form after the upsample, so such a preset warms
+up on the smallest grid that keeps its scale (heartbeat and every MNCA preset at full size at 512
+px). Gray-Scott, whose diffusion is not resolution-scaled, warms up at full size. When it is ready
+the new preset is rendered alongside the old one and the RGB frames crossfade over
+`crossfade_frames` (~1 s). On a GPU the same budget covers hundreds of steps, so a switch completes
+within a few frames. The first preset is warmed up synchronously in the constructor, before any
+frame is due. The same path answers the health monitor: when the world on screen fails (dead,
+invisible, collapsed) or needs a full reseed, its organism holds the last visible picture drifting
+along the flow while a fresh seed regrows off screen, then crossfades in, so the stream never passes
+through black. A warm-up only hands over a visible world.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ca_server.engines.base import BASE_RESOLUTION
 from ca_server.engines.keep_moving import NoisePool
+from ca_server.engines.lenia import MIN_RADIUS_PX
+from ca_server.engines.mnca import MIN_SMALLEST_RING_PX
 from ca_server.organism import Organism
 from ca_server.presets import DEFAULT_PRESET, Preset, load_preset
 from ca_server.xp import Backend
@@ -49,19 +55,62 @@ DEAD_DURING_WARMUP = 0.002
 WARMUP_ATTEMPTS = 3
 
 
-def warmup_factor(engine: str, height: int, width: int) -> int:
-    """The integer downscale for warming up `engine` on an (height, width) grid (1, 2 or 4)."""
+# SmoothLife's floors, written into its constructor: inner radius and annulus width >= 3 px.
+SMOOTHLIFE_MIN_INNER_PX = 3
+SMOOTHLIFE_MIN_ANNULUS_PX = 3
+# Whole-pixel rounding moves a radius by up to half a pixel on each grid; a warm-up radius, scaled
+# back up, may differ from the full-size one by that much (times the factor on the small grid)
+# before the difference counts as a change of scale.
+ROUNDING_SLACK_PX = 0.5
+
+
+def kernel_radii_px(engine: str, params: Mapping[str, Any], side: int) -> tuple[float, ...]:
+    """The kernel radii in px that `engine` builds on a grid with short side `side`, floors in.
+
+    Follows the engines' constructors: Lenia's R; SmoothLife's inner and outer radius; every MNCA
+    ring's outer radius. Empty for Gray-Scott, whose Laplacian does not scale with the grid.
+    """
+    scale = side / BASE_RESOLUTION
+    if engine == "lenia":
+        return (max(MIN_RADIUS_PX, round(params["R"] * scale)),)
+    if engine == "smoothlife":
+        inner = max(SMOOTHLIFE_MIN_INNER_PX, round(params["ri"] * scale))
+        outer = max(inner + SMOOTHLIFE_MIN_ANNULUS_PX, round(params["ra"] * scale))
+        return (inner, outer)
+    if engine == "mnca":
+        smallest_outer = min(float(outer) for _, outer in params["rings"])
+        ring_scale = max(scale, MIN_SMALLEST_RING_PX / smallest_outer)
+        return tuple(
+            max(outer * ring_scale, inner * ring_scale + 1.0) for inner, outer in params["rings"]
+        )
     if engine == "gray_scott":
+        return ()
+    raise ValueError(f"unknown engine {engine!r}; use lenia, smoothlife, mnca or gray_scott")
+
+
+def warmup_factor(preset: Preset, height: int, width: int) -> int:
+    """The integer downscale (1, 2 or 4) for warming `preset` up on an (height, width) frame.
+
+    The largest factor that divides both sides, keeps the short side >= WARMUP_MIN_SIDE_PX and
+    keeps every kernel radius at the frame's relative scale: a radius floor that lifts a kernel
+    on the small grid but not at full size (heartbeat at 256 px, MNCA's smallest ring) would grow
+    a pattern of another scale, which re-forms visibly after the upsample.
+    """
+    if preset.engine == "gray_scott":
         return 1
-    factor = 1
-    while (
-        min(height, width) // (factor * 2) >= WARMUP_MIN_SIDE_PX
-        and height % (factor * 2) == 0
-        and width % (factor * 2) == 0
-        and factor < 4
-    ):
-        factor *= 2
-    return factor
+    side = min(height, width)
+    full_radii = kernel_radii_px(preset.engine, preset.engine_params, side)
+    for factor in (4, 2):
+        if side // factor < WARMUP_MIN_SIDE_PX or height % factor or width % factor:
+            continue
+        small_radii = kernel_radii_px(preset.engine, preset.engine_params, side // factor)
+        slack_px = ROUNDING_SLACK_PX * (factor + 1)
+        if all(
+            abs(small * factor - full) <= slack_px
+            for small, full in zip(small_radii, full_radii, strict=True)
+        ):
+            return factor
+    return 1
 
 
 def _default_flow_factory(*args: Any, **kwargs: Any) -> Any:
@@ -96,7 +145,7 @@ class _WarmUp:
         sim, steps_this_call = self.simulation, 0
         while not self.finished:
             if self.small is None:
-                factor = warmup_factor(self.preset.engine, sim.height, sim.width)
+                factor = warmup_factor(self.preset, sim.height, sim.width)
                 self.small = sim.new_organism(self.preset, self.seed, factor)
                 self.small.seed_world()
             elif self.done_steps < self.grow_steps + self.shape_steps:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ca_server.presets import UnknownPresetError
+from ca_server.engines import create_engine
+from ca_server.presets import UnknownPresetError, load_preset, preset_names
 from ca_server.simulation import WARMUP_STEPS, Simulation, warmup_factor
 from ca_server.xp import numpy_backend
 
@@ -128,8 +129,52 @@ def test_non_square_frames_and_health_report(logic_only):
 
 
 def test_warmup_runs_on_a_smaller_grid_except_gray_scott():
-    assert warmup_factor("lenia", 1024, 1024) == 4
-    assert warmup_factor("mnca", 512, 768) == 2
-    assert warmup_factor("lenia", 256, 256) == 1
-    assert warmup_factor("gray_scott", 1024, 1024) == 1
-    assert warmup_factor("smoothlife", 1000, 1002) == 2  # odd halves cannot be upsampled exactly
+    assert warmup_factor(load_preset("coral"), 1024, 1024) == 4
+    assert warmup_factor(load_preset("sl_worms"), 512, 768) == 2
+    assert warmup_factor(load_preset("coral"), 256, 256) == 1
+    assert warmup_factor(load_preset("labyrinth"), 1024, 1024) == 1
+    # odd halves cannot be upsampled exactly
+    assert warmup_factor(load_preset("sl_worms"), 1000, 1002) == 2
+
+
+def built_radii_px(engine) -> list[float]:
+    """The kernel radii a real engine built, in px of its own grid."""
+    if engine.name == "lenia":
+        return [engine.radius]
+    if engine.name == "smoothlife":
+        return [engine.inner_radius, engine.outer_radius]
+    if engine.name == "mnca":
+        return [outer for _, outer in engine.rings]
+    return []  # Gray-Scott's Laplacian does not scale with the grid
+
+
+def warmup_and_full_engines(name, height, width):
+    preset = load_preset(name)
+    factor = warmup_factor(preset, height, width)
+    small, full = (
+        create_engine(preset.engine, BACKEND, height // f, width // f, preset.engine_params)
+        for f in (factor, 1)
+    )
+    return factor, small, full
+
+
+@pytest.mark.parametrize("name", ["heartbeat", "mnca_mitosis", "mnca_hunt", "coral"])
+@pytest.mark.parametrize("size", [512, 1024])
+def test_warmup_kernel_scale_matches_the_full_size(name, size):
+    # A radius floor that lifts the warm-up kernel (heartbeat's R = 10 is 5 px at 256, floored
+    # to 8) grows a pattern at another scale, which re-forms after the upsample.
+    factor, small, full = warmup_and_full_engines(name, size, size)
+    for small_px, full_px in zip(built_radii_px(small), built_radii_px(full), strict=True):
+        assert small_px / small.height == pytest.approx(full_px / full.height, rel=0.02)
+    if name == "coral":  # no floor bites: the warm-up stays cheap
+        assert factor == size // 256
+
+
+@pytest.mark.parametrize(("height", "width"), [(512, 512), (720, 1280), (1024, 1024)])
+def test_every_preset_warms_up_at_its_full_size_scale(height, width):
+    """Real engines' radii, warm-up x factor vs full size, differ by whole-pixel rounding only."""
+    for name in preset_names():
+        factor, small, full = warmup_and_full_engines(name, height, width)
+        slack_px = 0.5 * (factor + 1)
+        for small_px, full_px in zip(built_radii_px(small), built_radii_px(full), strict=True):
+            assert abs(small_px * factor - full_px) <= slack_px, (name, factor)
