@@ -1,4 +1,8 @@
-"""Fixtures for the plugin tests; puts the Scope stand-in and the test kit on sys.path."""
+"""Fixtures for the plugin tests; puts the Scope stand-in and the test kit on sys.path.
+
+`runtime_dir` and `shm_dir` (private CA_SERVER_RUNTIME_DIR and /dev/shm folder) come from
+tests/conftest.py, which also makes `daemon_process` importable for the test kit.
+"""
 
 from __future__ import annotations
 
@@ -21,17 +25,9 @@ from ca_server.wire.paths import ring_path  # noqa: E402
 
 
 @pytest.fixture
-def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private runtime folder (lock files, ipc sockets) for this test and its daemons."""
-    path = tmp_path / "run"
-    path.mkdir(mode=0o700)
-    monkeypatch.setenv("CA_SERVER_RUNTIME_DIR", str(path))
-    return path
-
-
-@pytest.fixture
-def ring_name(runtime_dir: Path) -> Iterator[str]:
-    """A ring name no other test uses; its shm file is removed afterwards."""
+def ring_name(runtime_dir: Path, shm_dir: Path) -> Iterator[str]:
+    """A ring name no other test uses, in this test's own folders; its shm file is removed
+    afterwards (and the folder with it, by `shm_dir`)."""
     name = f"p{uuid.uuid4().hex[:10]}"
     yield name
     with contextlib.suppress(FileNotFoundError):

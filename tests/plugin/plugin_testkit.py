@@ -2,28 +2,25 @@
 
 `FakeDaemon` is a real `RingWriter` plus a real `ControlEndpoint` (ZeroMQ) that records every op
 it is sent; it stands in for the daemon's simulation so the plugin's core is tested without it.
-`RealDaemon` runs `python -m ca_server.cli serve` on the numpy backend as a subprocess.
+`RealDaemon` runs `python -m ca_server.cli serve` on the numpy backend as a subprocess (the
+shared `daemon_process.DaemonProcess`, fixed at 30 fps).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from daemon_process import DEFAULT_SIZE, DaemonProcess
 
 from ca_server.wire.control import ControlEndpoint
 from ca_server.wire.paths import default_control_endpoint
 from ca_server.wire.ring import RingWriter
 
 HANG_BOUND_S = 10.0  # "soon" for a loaded 2-core box; a bound against hangs, not a speed claim
-DAEMON_STARTUP_BOUND_S = 30.0
 
 
 def frame_pattern(frame_id: int, height: int, width: int) -> np.ndarray:
@@ -96,69 +93,9 @@ class FakeDaemon:
         self.writer.close()
 
 
-class RealDaemon:
-    """`ca-server serve` on the numpy backend at 128², in a subprocess."""
+class RealDaemon(DaemonProcess):
+    """`ca-server serve` on the numpy backend at `size`², 30 fps, in a subprocess."""
 
-    def __init__(self, name: str, runtime_dir: Path, size: int = 128) -> None:
-        self.name, self.size = name, size
-        self.env = {**os.environ, "CA_SERVER_RUNTIME_DIR": str(runtime_dir)}
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        args = ["serve", "--backend", "numpy", "--width", str(self.size)]
-        args += ["--height", str(self.size), "--fps", "30", "--name", self.name]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ca_server.cli", *args],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + DAEMON_STARTUP_BOUND_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"daemon exited {self.process.returncode}: {self.process.stderr.read()}"
-                )
-            if self.ctl("ping").returncode == 0:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"daemon did not answer within {DAEMON_STARTUP_BOUND_S} s")
-
-    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ca_server.cli",
-                "ctl",
-                "--name",
-                self.name,
-                "--timeout",
-                "1",
-                *args,
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def status(self) -> dict[str, Any]:
-        completed = self.ctl("--json", "status")
-        assert completed.returncode == 0, completed.stderr
-        return json.loads(completed.stdout)["result"]
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def __init__(self, name: str, runtime_dir: Path, size: int = DEFAULT_SIZE) -> None:
+        env = {**os.environ, "CA_SERVER_RUNTIME_DIR": str(runtime_dir)}
+        super().__init__(name, env=env, size=size, serve_options=("--fps", "30"))
