@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +112,11 @@ def spawn_worker():
     yield spawn
     for worker in started:
         worker.kill()
+
+
+@pytest.fixture
+def ipc_endpoint() -> Iterator[str]:
+    """An ipc:// endpoint in a short private folder (socket paths are limited to 107 bytes)."""
+    folder = tempfile.mkdtemp(prefix="ca-ctl-", dir="/tmp")
+    yield f"ipc://{folder}/test.ctl"
+    shutil.rmtree(folder, ignore_errors=True)

@@ -22,6 +22,7 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
+from control_testkit import Counter, pack
 
 from ca_server.wire.control import ControlClient, ControlEndpoint
 from ca_server.wire.errors import ControlError, DaemonUnavailableError, WireError
@@ -54,14 +55,6 @@ while not stopping and time.monotonic() < deadline:
     endpoint.poll(50)
 endpoint.close()
 """
-
-
-@pytest.fixture
-def ipc_endpoint() -> Iterator[str]:
-    """An ipc:// endpoint in a short private folder (socket paths are limited to 107 bytes)."""
-    folder = tempfile.mkdtemp(prefix="ca-ctl-", dir="/tmp")
-    yield f"ipc://{folder}/test.ctl"
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -120,24 +113,6 @@ class ThreadServedEndpoint:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(10)
-
-
-class Counter:
-    """Handlers that count how often each op was applied."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, int] = {}
-
-    def handler(self, op: str, result: Callable[[Mapping[str, Any]], Any] = dict) -> Any:
-        def handle(args: Mapping[str, Any]) -> Any:
-            self.calls[op] = self.calls.get(op, 0) + 1
-            return result(args)
-
-        return handle
-
-
-def pack(message: object) -> bytes:
-    return msgpack.packb(message, use_bin_type=True)
 
 
 def test_a_custom_ops_table_serves_ops_beyond_the_standard_ones(ipc_endpoint: str) -> None:

@@ -5,18 +5,16 @@ file's lifecycle."""
 from __future__ import annotations
 
 import math
-import shutil
 import socket
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 import zmq
+from control_testkit import Counter, pack
 
 from ca_server.wire.control import (
     ControlClient,
@@ -28,28 +26,6 @@ from ca_server.wire.errors import ControlError, EndpointRefusedError, WireError
 from ca_server.wire.protocol import ErrorCode, Reply, decode_reply, encode_request
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def ipc_endpoint() -> Iterator[str]:
-    """An ipc:// endpoint in a short private folder (socket paths are limited to 107 bytes)."""
-    folder = tempfile.mkdtemp(prefix="ca-ctl-", dir="/tmp")
-    yield f"ipc://{folder}/test.ctl"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-class Counter:
-    """Handlers that count how often each op was applied."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, int] = {}
-
-    def handler(self, op: str, result: Callable[[Mapping[str, Any]], Any] = dict) -> Any:
-        def handle(args: Mapping[str, Any]) -> Any:
-            self.calls[op] = self.calls.get(op, 0) + 1
-            return result(args)
-
-        return handle
 
 
 def fail_internally(args: Mapping[str, Any]) -> Any:
@@ -107,10 +83,6 @@ def assert_still_answers_ping(endpoint: ControlEndpoint) -> None:
     finally:
         sock.close(linger=0)
     assert reply is not None and reply.ok and reply.id == 424242
-
-
-def pack(message: object) -> bytes:
-    return msgpack.packb(message, use_bin_type=True)
 
 
 BAD_PAYLOADS = {
