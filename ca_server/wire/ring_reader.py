@@ -22,7 +22,14 @@ from ca_server.wire import layout
 from ca_server.wire.errors import RingError, RingLayoutError, RingNotFoundError, WireError
 from ca_server.wire.layout import RingHeader, RingState
 from ca_server.wire.paths import lock_path, ring_path
-from ca_server.wire.ring_memory import _MAP_POPULATE, _W_HEARTBEAT, _W_PUBLISHED, _W_STATE, _fence
+from ca_server.wire.ring_memory import (
+    _MAP_POPULATE,
+    _W_HEARTBEAT,
+    _W_PUBLISHED,
+    _W_STATE,
+    _fence,
+    slot_views,
+)
 
 READ_ATTEMPTS = 4
 LIVENESS_PERIOD_NS = 100_000_000  # readers stat the file and probe the lock at most at 10 Hz
@@ -106,15 +113,7 @@ class _Attachment:
         self.slot_count = header.slot_count
         self.frame_shape = (header.height, header.width, layout.CHANNELS)
         self.words = memoryview(self.mm)[: header.data_offset].cast("Q")
-        self.slots = [
-            np.frombuffer(
-                self.mm,
-                dtype=np.uint8,
-                count=header.frame_nbytes,
-                offset=header.data_offset + i * header.slot_stride,
-            ).reshape(self.frame_shape)
-            for i in range(header.slot_count)
-        ]
+        self.slots = slot_views(self.mm, header)
         self.meta_words = [layout.slot_meta_offset(i) // 8 for i in range(header.slot_count)]
         self.empty = np.empty((0, *self.frame_shape), dtype=np.uint8)
 

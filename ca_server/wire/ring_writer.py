@@ -28,6 +28,7 @@ from ca_server.wire.ring_memory import (
     _W_PUBLISHED,
     _W_SIM_STEP,
     _fence,
+    slot_views,
 )
 
 LOCK_ACQUIRE_WINDOW_S = 0.3  # a reader's lock probe holds a shared lock for microseconds
@@ -89,15 +90,7 @@ class RingWriter:
         self.frame_shape = (height, width, layout.CHANNELS)
         self._words = np.frombuffer(self._mm, dtype="<u8", count=planned.data_offset // 8)
         self._state_word = np.frombuffer(self._mm, dtype="<u4", count=1, offset=layout.STATE_OFFSET)
-        self._slots = [
-            np.frombuffer(
-                self._mm,
-                dtype=np.uint8,
-                count=planned.frame_nbytes,
-                offset=planned.data_offset + i * planned.slot_stride,
-            ).reshape(self.frame_shape)
-            for i in range(slots)
-        ]
+        self._slots = slot_views(self._mm, planned)
         self._meta_words = [layout.slot_meta_offset(i) // 8 for i in range(slots)]
         self._published = 0
         self._writing = False
