@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ca_server.fused import CupyKernelCompiler, FusedKernel, KernelSource
+
 log = logging.getLogger("ca_server.xp")
 
 BackendChoice = Literal["auto", "numpy", "cupy"]
@@ -42,6 +44,9 @@ class Backend:
     device_index: int | None
     device_name: str
     fft_workers: int
+    # Builds fused-kernel launchers: CupyKernelCompiler on CuPy, None on numpy (the tests put a
+    # host compiler here to run the kernels' CUDA C on the CPU).
+    kernel_compiler: Any = None
 
     @property
     def is_gpu(self) -> bool:
@@ -50,6 +55,11 @@ class Backend:
     def fft_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for `backend.fft` calls (worker threads on CPU, none on GPU)."""
         return {} if self.is_gpu else {"workers": self.fft_workers}
+
+    def fused_kernel(self, source: KernelSource) -> FusedKernel | None:
+        """A launcher `launch(n, *args)` for `source` on this device, or None where the numpy
+        sequence it fuses runs instead (see ca_server.fused)."""
+        return None if self.kernel_compiler is None else self.kernel_compiler.compile(source)
 
     def to_host(self, array: Any, out: np.ndarray | None = None) -> np.ndarray:
         """Copy `array` (any shape/dtype, on this backend's device) into host memory.
@@ -135,7 +145,16 @@ def cupy_backend(gpu_index: int = 0, max_vram_mb: int | None = None) -> Backend:
         ) from exc
     if max_vram_mb:
         cupy.get_default_memory_pool().set_limit(size=max_vram_mb * 1024 * 1024)
-    return Backend("cupy", cupy, cupyx.scipy.fft, cupyx.scipy.ndimage, gpu_index, device_name, 1)
+    return Backend(
+        "cupy",
+        cupy,
+        cupyx.scipy.fft,
+        cupyx.scipy.ndimage,
+        gpu_index,
+        device_name,
+        1,
+        CupyKernelCompiler(cupy),
+    )
 
 
 def select_backend(

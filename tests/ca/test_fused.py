@@ -1,0 +1,101 @@
+"""Fused kernels: their CUDA C compiles, and the fused path computes what the numpy path does.
+
+The fused path runs here on the CPU (tests/host_cuda.py compiles each kernel with g++; no GPU
+in CI); the `gpu`-marked tests in test_gpu.py run the same comparisons on a real device.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from host_cuda import compiler_available, host_fused_backend, nvcc_check
+
+import ca_server.simulation  # noqa: F401 - imports every module that defines kernels
+from ca_server.engines import create_engine
+from ca_server.fused import KERNEL_SOURCES, KernelSource, kernel_arguments
+from ca_server.presets import load_preset, preset_names
+from ca_server.xp import numpy_backend
+
+pytestmark = pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
+
+NVCC = shutil.which("nvcc")
+# The kernel each engine's step launches on its fused path.
+ENGINE_KERNELS = {
+    "lenia": "lenia_update",
+    "smoothlife": "smoothlife_update",
+    "mnca": "mnca_update",
+    "gray_scott": "gray_scott_substep",
+}
+
+
+@pytest.mark.skipif(NVCC is None, reason="the CUDA toolkit (nvcc) is not installed")
+@pytest.mark.parametrize("source", KERNEL_SOURCES, ids=lambda source: source.name)
+def test_kernel_source_compiles_as_cuda(source):
+    nvcc_check(source, NVCC)
+
+
+def test_kernel_names_are_unique():
+    names = [source.name for source in KERNEL_SOURCES]
+    assert len(names) == len(set(names)) and names
+
+
+def test_a_source_must_define_its_kernel():
+    with pytest.raises(ValueError, match="does not define"):
+        KernelSource("missing", 'extern "C" __global__ void other(const long long n) {}')
+
+
+def test_kernel_arguments_become_the_declared_c_types():
+    array = np.zeros(3, np.float32)
+    converted = kernel_arguments((array, 0.5, 3, np.float32(2.0)))
+    assert converted[0] is array
+    assert type(converted[1]) is np.float32 and converted[1] == np.float32(0.5)
+    assert type(converted[2]) is np.int32 and converted[2] == 3
+    with pytest.raises(TypeError, match="int"):
+        kernel_arguments((True,))
+
+
+def test_numpy_backend_has_no_fused_kernels():
+    assert numpy_backend().fused_kernel(KERNEL_SOURCES[0]) is None
+
+
+def test_a_kernel_that_writes_out_of_place_is_run_over_every_element():
+    source = KernelSource(
+        "test_scale_add",
+        r"""
+extern "C" __global__ void test_scale_add(
+    float* out, const float* in, const float scale, const int offset, const long long n) {
+    CA_FOR_EACH(i, n) { out[i] = in[i] * scale + offset + ca_wrap(-1, 5); }
+}
+""",
+    )
+    KERNEL_SOURCES.remove(source)  # a test-only kernel: not one of the product's
+    launch = host_fused_backend().fused_kernel(source)
+    values = np.arange(10, dtype=np.float32)
+    out = np.zeros_like(values)
+    launch(values.size, out, values, 2.0, 3)
+    np.testing.assert_array_equal(out, values * 2 + 3 + 4)
+    with pytest.raises(ValueError, match="contiguous"):
+        launch(5, out[::2], values[::2], 2.0, 3)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_engine_steps_match_numpy(name):
+    preset = load_preset(name)
+    fused_backend = host_fused_backend()
+    reference = create_engine(preset.engine, numpy_backend(), 128, 128, preset.engine_params)
+    fused = create_engine(preset.engine, fused_backend, 128, 128, preset.engine_params)
+    for engine in (reference, fused):
+        engine.seed(np.random.default_rng(3), preset.seed_kind, preset.seed_density)
+    for _ in range(4):
+        reference.step()
+        fused.step()
+    assert fused_backend.kernel_compiler.launches.get(ENGINE_KERNELS[preset.engine], 0) > 0
+    for expected, actual in zip(reference.fields, fused.fields, strict=True):
+        # Only rounding differs (glibc's expf against numpy's, a different order of additions
+        # in a fused sum), ~1e-6; a threshold rule (MNCA, narrow-band Lenia) may tip a few
+        # cells sitting on a threshold, which then differ by up to a step's change.
+        difference = np.abs(expected - actual)
+        assert (difference > 1e-4).mean() < 0.002, name
+        assert difference.max() < 0.2, name
