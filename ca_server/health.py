@@ -2,7 +2,8 @@
 
 `HealthMonitor.measure` reads a decimated view (about 128 px on the short side) of the world and
 brings back four scalars in one transfer: mass (mean), alive (fraction > 0.01), peak (max) and
-activity (mean absolute change per engine step). `decide` turns them into at most one action per
+activity (mean absolute change per engine step); on the GPU as two fused launches (HEALTH_PARTIALS,
+HEALTH_TOTALS) instead of nine array operations. `decide` turns them into at most one action per
 frame, following the prototype's coverage management (peer-plugin.md §2.5) with the gaps it left
 closed: a world that stays dead after cluster drops is fully reseeded; an overfull world is
 eroded, harder for MNCA (whose weak erosion let it fill the frame), and reseeded if that fails;
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ca_server.engines.base import Breathing
+from ca_server.fused import KernelSource
 from ca_server.xp import Backend
 
 NOMINAL_STEPS_PER_SECOND = 30.0
@@ -39,6 +41,63 @@ COLLAPSE_FRACTION = 0.1
 # Cluster nucleation fires below min(policy.sparse_alive, this x the reference coverage), so a
 # thin-by-design preset (coral, ~6% alive) is not pelted with seeds that break its pattern.
 SPARSE_FRACTION_OF_REFERENCE = 0.3
+# Partial sums the statistics kernel splits the view into (one GPU block; no atomics, so the
+# result does not depend on thread timing).
+HEALTH_PARTIAL_SLOTS = 256
+
+HEALTH_PARTIALS = KernelSource(
+    "health_partials",
+    r"""
+// Slot s sums view cells s, s + slots, ...: value, alive, |change| and max, into partials[4s..];
+// it also stores each cell as the previous view for the next frame's change.
+extern "C" __global__ void health_partials(
+    float* __restrict__ partials, float* __restrict__ previous, const float* __restrict__ world,
+    const int view_height, const int view_width, const int stride, const int world_width,
+    const float alive_threshold, const long long n) {
+    const long long cells = (long long)view_height * view_width;
+    CA_FOR_EACH(slot, n) {
+        float mass = 0.0f, alive = 0.0f, change = 0.0f, peak = -3.4028235e38f;
+        for (long long cell = slot; cell < cells; cell += n) {
+            const long long row = cell / view_width, column = cell % view_width;
+            const float value = world[row * stride * world_width + column * stride];
+            mass += value;
+            alive += value > alive_threshold ? 1.0f : 0.0f;
+            change += fabsf(value - previous[cell]);
+            peak = value > peak || value != value ? value : peak;  // NaN wins, as in numpy
+            previous[cell] = value;
+        }
+        partials[4 * slot] = mass;
+        partials[4 * slot + 1] = alive;
+        partials[4 * slot + 2] = change;
+        partials[4 * slot + 3] = peak;
+    }
+}
+""",
+)
+HEALTH_TOTALS = KernelSource(
+    "health_totals",
+    r"""
+// One thread: stats = (mean, alive fraction, mean |change|, max) from the partial sums.
+extern "C" __global__ void health_totals(
+    float* __restrict__ stats, const float* __restrict__ partials, const int slots,
+    const float inverse_cells, const long long n) {
+    CA_FOR_EACH(unused, n) {
+        float mass = 0.0f, alive = 0.0f, change = 0.0f, peak = -3.4028235e38f;
+        for (int slot = 0; slot < slots; ++slot) {
+            mass += partials[4 * slot];
+            alive += partials[4 * slot + 1];
+            change += partials[4 * slot + 2];
+            const float slot_peak = partials[4 * slot + 3];
+            peak = slot_peak > peak || slot_peak != slot_peak ? slot_peak : peak;
+        }
+        stats[0] = mass * inverse_cells;
+        stats[1] = alive * inverse_cells;
+        stats[2] = change * inverse_cells;
+        stats[3] = peak;
+    }
+}
+""",
+)
 
 
 class Action(Enum):
@@ -120,6 +179,12 @@ class HealthMonitor:
         view_shape = (len(range(0, height, self.stride)), len(range(0, width, self.stride)))
         self._previous_view = backend.xp.zeros(view_shape, backend.xp.float32)
         self._difference = backend.xp.empty(view_shape, backend.xp.float32)
+        self._view_shape, self._world_width = view_shape, width
+        self._fused_partials = backend.fused_kernel(HEALTH_PARTIALS)
+        self._fused_totals = backend.fused_kernel(HEALTH_TOTALS)
+        if self._fused_partials is not None:
+            self._partials = backend.xp.empty(4 * HEALTH_PARTIAL_SLOTS, backend.xp.float32)
+            self._stats = backend.xp.empty(4, backend.xp.float32)
         self._has_previous = False
         self.counters = HealthCounters()
         self.mass = self.alive = self.activity = self.peak = 0.0
@@ -144,7 +209,38 @@ class HealthMonitor:
 
         Also updates `peak` (the view's maximum).
         """
+        mass, alive, change, peak = (
+            float(value) for value in self.backend.to_host(self._stats_of(world))
+        )
+        self.peak = peak
+        if self._has_previous and steps > 0:
+            self.activity = change / steps
+        elif not self._has_previous:
+            self.activity = float("nan")  # unknown until two frames were seen
+        self._has_previous = True
+        self.mass, self.alive = mass, alive
+        return mass, alive, self.activity
+
+    def _stats_of(self, world: Any) -> Any:
+        """(mass, alive, mean |change|, peak): (4,) float32 on the device; stores the view as the
+        previous one."""
         xp = self.backend.xp
+        if self._fused_partials is not None:
+            view_height, view_width = self._view_shape
+            self._fused_partials(
+                HEALTH_PARTIAL_SLOTS,
+                self._partials,
+                self._previous_view,
+                world,
+                view_height,
+                view_width,
+                self.stride,
+                self._world_width,
+                ALIVE_THRESHOLD,
+            )
+            inverse_cells = 1.0 / (view_height * view_width)
+            self._fused_totals(1, self._stats, self._partials, HEALTH_PARTIAL_SLOTS, inverse_cells)
+            return self._stats
         view = world[:: self.stride, :: self.stride]
         xp.subtract(view, self._previous_view, out=self._difference)
         xp.abs(self._difference, out=self._difference)
@@ -156,16 +252,8 @@ class HealthMonitor:
                 view.max(),
             ]
         )
-        mass, alive, change, peak = (float(value) for value in self.backend.to_host(stats))
-        self.peak = peak
         xp.copyto(self._previous_view, view)
-        if self._has_previous and steps > 0:
-            self.activity = change / steps
-        elif not self._has_previous:
-            self.activity = float("nan")  # unknown until two frames were seen
-        self._has_previous = True
-        self.mass, self.alive = mass, alive
-        return mass, alive, self.activity
+        return stats
 
     @property
     def visible(self) -> bool:

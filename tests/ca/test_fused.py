@@ -1,21 +1,23 @@
 """Fused kernels: their CUDA C compiles, and the fused path computes what the numpy path does.
 
-The fused path runs here on the CPU (tests/host_cuda.py compiles each kernel with g++; no GPU
+Every module that defines a kernel is imported through ca_server.simulation. The fused path runs here on the CPU (tests/host_cuda.py compiles each kernel with g++; no GPU
 in CI); the `gpu`-marked tests in test_gpu.py run the same comparisons on a real device.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import numpy as np
 import pytest
 from host_cuda import compiler_available, host_fused_backend, nvcc_check
 
-import ca_server.simulation  # noqa: F401 - imports every module that defines kernels
 from ca_server.engines import create_engine
 from ca_server.fused import KERNEL_SOURCES, KernelSource, kernel_arguments
+from ca_server.health import HealthMonitor, policy_for
 from ca_server.presets import load_preset, preset_names
+from ca_server.simulation import CROSSFADE_BLEND, Simulation
 from ca_server.xp import numpy_backend
 
 pytestmark = pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
@@ -99,3 +101,52 @@ def test_engine_steps_match_numpy(name):
         difference = np.abs(expected - actual)
         assert (difference > 1e-4).mean() < 0.002, name
         assert difference.max() < 0.2, name
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (200, 330)])
+def test_health_statistics_match_numpy(shape):
+    fused_backend = host_fused_backend()
+    policy = policy_for("lenia")
+    monitors = [HealthMonitor(b, *shape, policy) for b in (numpy_backend(), fused_backend)]
+    rng = np.random.default_rng(5)
+    world = (rng.random(shape, dtype=np.float32) ** 4).astype(np.float32)
+    for steps in (0, 2, 1):
+        measured = [(*monitor.measure(world, steps), monitor.peak) for monitor in monitors]
+        # Same cells; the sums differ only in the order of float32 additions.
+        np.testing.assert_allclose(measured[0], measured[1], rtol=1e-5, equal_nan=True)
+        world = np.clip(world + rng.normal(0, 0.01, shape).astype(np.float32), 0, 1)
+    assert fused_backend.kernel_compiler.launches == {"health_partials": 3, "health_totals": 3}
+    assert measured[1][2] > 0  # activity seen by the fused path after two frames
+
+
+def test_health_statistics_see_a_nan_world_as_failing():
+    monitor = HealthMonitor(host_fused_backend(), 128, 128, policy_for("mnca"))
+    world = np.full((128, 128), 0.5, np.float32)
+    world[64, 64] = np.nan
+    monitor.measure(world, 1)
+    assert math.isnan(monitor.mass) and math.isnan(monitor.peak)
+    assert monitor.failing()
+
+
+@pytest.mark.parametrize("weight", [0, 1, 128, 255, 256])
+def test_crossfade_blend_is_the_numpy_integer_mix(weight):
+    rng = np.random.default_rng(weight)
+    old, new = rng.integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    wide_old, wide_new = old.astype(np.uint16), new.astype(np.uint16)
+    expected = ((wide_old * (256 - weight) + wide_new * weight) >> 8).astype(np.uint8)
+    out = np.empty_like(old)
+    host_fused_backend().fused_kernel(CROSSFADE_BLEND)(out.size, out, old, new, weight)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_a_preset_change_crossfades_through_the_fused_blend(logic_only):
+    backend = host_fused_backend()
+    sim = Simulation(backend, width=128, height=128, preset="coral", **logic_only)
+    sim.warmup_steps_per_tick = 1000
+    sim.set_preset("amoeba")
+    for _ in range(4):
+        sim.tick()
+        frame = sim.render()
+    assert sim.health()["crossfading"]
+    assert backend.kernel_compiler.launches["crossfade_blend"] >= 1
+    assert frame.shape == (128, 128, 3) and frame.dtype == np.uint8

@@ -7,7 +7,8 @@ import pytest
 
 from ca_server.engines import create_engine
 from ca_server.presets import UnknownPresetError, load_preset, preset_names
-from ca_server.simulation import WARMUP_STEPS, Simulation, warmup_factor
+from ca_server.simulation import Simulation
+from ca_server.warmup import WARMUP_STEPS, warmup_factor
 from ca_server.xp import numpy_backend
 
 BACKEND = numpy_backend(fft_workers=1)

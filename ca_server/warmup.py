@@ -1,0 +1,172 @@
+"""Warming up an incoming preset off screen: a slice of engine steps per tick, then full size.
+
+A preset change (or a reseed, or a regrowth after a failure) must never stall the frame stream. On
+a 2-core CPU a background thread would compete with the frame loop for the same cores, so the
+Simulation advances a `WarmUp` by a time budget (or a step count) per tick while the old preset
+keeps running and rendering. Lenia, SmoothLife and MNCA warm up at a reduced grid (the short side
+256-511 px, with their radii scaled like every other size) and are upsampled once at the end, which
+makes warm-up 4-16x cheaper than at full size, unless an engine's radius floor would lift a kernel
+on the smaller grid: the pattern would then grow at another scale relative to the frame and
+visibly re-form after the upsample, so such a preset warms up on the smallest grid that keeps its
+scale (heartbeat and every MNCA preset at full size at 512 px). Gray-Scott, whose diffusion is not
+resolution-scaled, warms up at full size. A warm-up only hands over a visible world: one that ends
+invisible starts over with a new seed, a few times at most.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ca_server.engines.base import BASE_RESOLUTION
+from ca_server.engines.lenia import MIN_RADIUS_PX
+from ca_server.engines.mnca import MIN_SMALLEST_RING_PX
+from ca_server.organism import Organism
+from ca_server.presets import Preset
+
+if TYPE_CHECKING:
+    from ca_server.simulation import Simulation
+
+# (grow steps without flow or extras, shape steps with them), as in the prototype's run_warmup,
+# except Gray-Scott, whose 1 000 grow steps ran 31-35 s at 1024 px on the CPU.
+WARMUP_STEPS: dict[str, tuple[int, int]] = {
+    "lenia": (600, 200),
+    "smoothlife": (100, 50),
+    "mnca": (100, 50),
+    "gray_scott": (600, 150),
+}
+WARMUP_MIN_SIDE_PX = 256
+DEAD_DURING_WARMUP = 0.002
+# A warm-up that ends with an invisible world starts over with a new seed, at most this often.
+WARMUP_ATTEMPTS = 3
+
+
+# SmoothLife's floors, written into its constructor: inner radius and annulus width >= 3 px.
+SMOOTHLIFE_MIN_INNER_PX = 3
+SMOOTHLIFE_MIN_ANNULUS_PX = 3
+# Whole-pixel rounding moves a radius by up to half a pixel on each grid; a warm-up radius, scaled
+# back up, may differ from the full-size one by that much (times the factor on the small grid)
+# before the difference counts as a change of scale.
+ROUNDING_SLACK_PX = 0.5
+
+
+def kernel_radii_px(engine: str, params: Mapping[str, Any], side: int) -> tuple[float, ...]:
+    """The kernel radii in px that `engine` builds on a grid with short side `side`, floors in.
+
+    Follows the engines' constructors: Lenia's R; SmoothLife's inner and outer radius; every MNCA
+    ring's outer radius. Empty for Gray-Scott, whose Laplacian does not scale with the grid.
+    """
+    scale = side / BASE_RESOLUTION
+    if engine == "lenia":
+        return (max(MIN_RADIUS_PX, round(params["R"] * scale)),)
+    if engine == "smoothlife":
+        inner = max(SMOOTHLIFE_MIN_INNER_PX, round(params["ri"] * scale))
+        outer = max(inner + SMOOTHLIFE_MIN_ANNULUS_PX, round(params["ra"] * scale))
+        return (inner, outer)
+    if engine == "mnca":
+        smallest_outer = min(float(outer) for _, outer in params["rings"])
+        ring_scale = max(scale, MIN_SMALLEST_RING_PX / smallest_outer)
+        return tuple(
+            max(outer * ring_scale, inner * ring_scale + 1.0) for inner, outer in params["rings"]
+        )
+    if engine == "gray_scott":
+        return ()
+    raise ValueError(f"unknown engine {engine!r}; use lenia, smoothlife, mnca or gray_scott")
+
+
+def warmup_factor(preset: Preset, height: int, width: int) -> int:
+    """The integer downscale (1, 2 or 4) for warming `preset` up on an (height, width) frame.
+
+    The largest factor that divides both sides, keeps the short side >= WARMUP_MIN_SIDE_PX and
+    keeps every kernel radius at the frame's relative scale: a radius floor that lifts a kernel
+    on the small grid but not at full size (heartbeat at 256 px, MNCA's smallest ring) would grow
+    a pattern of another scale, which re-forms visibly after the upsample.
+    """
+    if preset.engine == "gray_scott":
+        return 1
+    side = min(height, width)
+    full_radii = kernel_radii_px(preset.engine, preset.engine_params, side)
+    for factor in (4, 2):
+        if side // factor < WARMUP_MIN_SIDE_PX or height % factor or width % factor:
+            continue
+        small_radii = kernel_radii_px(preset.engine, preset.engine_params, side // factor)
+        slack_px = ROUNDING_SLACK_PX * (factor + 1)
+        if all(
+            abs(small * factor - full) <= slack_px
+            for small, full in zip(small_radii, full_radii, strict=True)
+        ):
+            return factor
+    return 1
+
+
+class WarmUp:
+    """An incoming preset being grown off screen, a slice of steps per tick."""
+
+    def __init__(self, simulation: Simulation, preset: Preset, seed: int):
+        self.simulation, self.preset, self.seed = simulation, preset, seed
+        self.grow_steps, self.shape_steps = WARMUP_STEPS[preset.engine]
+        self.small: Organism | None = None
+        self.done_steps = 0
+        self.attempts = 1
+        self.result: Organism | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None
+
+    def advance(self, deadline: float, max_steps: int | None) -> None:
+        """Work until `deadline` (perf_counter) or `max_steps`; each call does at least one unit."""
+        sim, steps_this_call = self.simulation, 0
+        while not self.finished:
+            if self.small is None:
+                factor = warmup_factor(self.preset, sim.height, sim.width)
+                self.small = sim.new_organism(self.preset, self.seed, factor)
+                self.small.seed_world()
+            elif self.done_steps < self.grow_steps + self.shape_steps:
+                shaped = self.done_steps >= self.grow_steps
+                self.small.step(shaped=shaped)
+                self.done_steps += 1
+                steps_this_call += 1
+                if self.done_steps % 2 == 0:
+                    self._check_health(shaped)
+            elif self._failed() and self.attempts < WARMUP_ATTEMPTS:
+                self.attempts += 1
+                self.done_steps = 0
+                self.small.seed_world()
+            else:
+                self.result = self._full_size()
+            out_of_steps = max_steps is not None and steps_this_call >= max_steps
+            if out_of_steps or time.perf_counter() >= deadline:
+                return
+
+    def _check_health(self, shaped: bool) -> None:
+        small = self.small
+        assert small is not None
+        if shaped:
+            small.end_frame(2)
+        elif self.done_steps % 20 == 0 and float(small.world.mean()) < DEAD_DURING_WARMUP:
+            small.seed_world()
+
+    def _failed(self) -> bool:
+        small = self.small
+        assert small is not None
+        small.monitor.measure(small.world, 0)
+        return small.monitor.failing()
+
+    def _full_size(self) -> Organism:
+        """The grown organism at the frame size, calibrated and put on screen."""
+        sim, small = self.simulation, self.small
+        assert small is not None
+        organism = small
+        if (small.height, small.width) != (sim.height, sim.width):
+            organism = sim.new_organism(self.preset, self.seed, 1)
+            organism.load_from(small)
+        monitor = organism.monitor
+        monitor.measure(organism.world, 0)
+        monitor.reset()
+        monitor.calibrate()
+        if monitor.visible:
+            organism.take_keepsake()
+        organism.on_screen = True
+        return organism
