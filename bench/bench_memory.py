@@ -1,0 +1,113 @@
+"""Benchmark the simulation's memory per preset and size: steady state and the peak of a change.
+
+`python bench/bench_memory.py [--backend numpy|cupy] [--sizes 512 1024] [--presets coral ...]
+[--frames 30] [--change-to medusa]`
+Each row runs in a fresh process, so caches of an earlier row (FFT plans, noise pools, the CuPy
+pool's cached blocks) are not counted against a later one. A row builds the Simulation, runs
+`--frames` frames (tick + render, as the daemon does), reads the steady figure, then switches to
+`--change-to` (another engine by default) and runs until its crossfade has finished, and reads the
+peak. On CuPy "steady" is the pool's bytes in use and "peak" the bytes the pool holds (it keeps
+every block it ever needed; cuFFT work areas come from it too). On numpy both come from
+tracemalloc, which sees every numpy allocation: the same arrays a GPU run would hold, plus the
+CPU path's scratch (scipy.fft's buffers, the renderer's row bands), so it is an upper bound for
+the GPU and a guide to what to shrink when no GPU is at hand. Output is a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tracemalloc
+from typing import Any
+
+from ca_server.presets import load_preset, preset_names
+from ca_server.xp import BackendUnavailableError, cupy_backend, numpy_backend
+
+MIB = 2**20
+# The preset a row changes to: another engine, so the change builds everything anew.
+CHANGE_TO = {"lenia": "medusa", "gray_scott": "coral", "smoothlife": "coral", "mnca": "coral"}
+
+
+def measure_row(backend_name: str, name: str, size: int, frames: int, change_to: str) -> dict:
+    """Run one row in this process; returns steady and peak MiB."""
+    if backend_name == "numpy":
+        tracemalloc.start()
+        backend = numpy_backend()
+    else:
+        try:
+            backend = cupy_backend(0)
+        except BackendUnavailableError as exc:
+            sys.exit(f"bench_memory: {exc}")
+    from ca_server.simulation import Simulation  # after tracemalloc.start: count its arrays
+
+    baseline = tracemalloc.get_traced_memory()[0] if backend_name == "numpy" else 0
+    sim = Simulation(backend, width=size, height=size, preset=name, seed=0)
+    frame = backend.xp.empty((size, size, 3), backend.xp.uint8)
+    for _ in range(frames):
+        sim.tick()
+        sim.render(out=frame)
+    backend.synchronize()
+    steady = _in_use(backend, baseline)
+    sim.set_preset(change_to)
+    changed_frames = 0
+    while (sim.health()["warming"] or sim.health()["crossfading"]) and changed_frames < 100_000:
+        sim.tick()
+        sim.render(out=frame)
+        changed_frames += 1
+    backend.synchronize()
+    if backend_name == "numpy":
+        peak = tracemalloc.get_traced_memory()[1] - baseline
+    else:
+        peak = backend.xp.get_default_memory_pool().total_bytes()
+    return {"steady_mib": steady / MIB, "peak_mib": peak / MIB, "change_frames": changed_frames}
+
+
+def _in_use(backend: Any, baseline: int) -> int:
+    if backend.is_gpu:
+        return backend.memory_in_use_bytes()
+    return tracemalloc.get_traced_memory()[0] - baseline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--presets", nargs="+", default=None, help="default: one per engine")
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--change-to", default=None, help="default: a preset of another engine")
+    parser.add_argument("--one", nargs=2, metavar=("PRESET", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        name, size = args.one[0], int(args.one[1])
+        change_to = args.change_to or CHANGE_TO[load_preset(name).engine]
+        row = measure_row(args.backend, name, size, args.frames, change_to)
+        print(json.dumps({**row, "change_to": change_to}))
+        return
+    names = args.presets or ["coral", "sl_gliders", "mnca_worm", "medusa"]
+    unknown = sorted(set(names) - set(preset_names()))
+    if unknown:
+        parser.error(f"unknown preset(s) {', '.join(unknown)}")
+    print(f"backend {args.backend}; {args.frames} steady frames, then one preset change")
+    print("| preset | size | steady MiB | peak MiB (with a change) | changed to | change frames |")
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        for name in names:
+            command = [sys.executable, __file__, "--backend", args.backend, "--one", name]
+            command += [str(size), "--frames", str(args.frames)]
+            if args.change_to:
+                command += ["--change-to", args.change_to]
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if result.returncode:
+                sys.exit(f"bench_memory: {name} at {size}: {result.stderr.strip()}")
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            print(
+                f"| {name} | {size} | {row['steady_mib']:.0f} | {row['peak_mib']:.0f} | "
+                f"{row['change_to']} | {row['change_frames']} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
