@@ -1,4 +1,10 @@
-"""numpy vs CuPy agreement (runs only where CuPy and a CUDA GPU are available)."""
+"""numpy vs CuPy agreement (runs only where CuPy and a CUDA GPU are available).
+
+On the GPU the engines, keep-moving, flow, renderer, health monitor and crossfade take their fused
+kernels (ca_server/fused.py); the same comparisons run on the CPU in test_fused.py, with the
+kernels compiled by g++, so what only a GPU can show here is NVRTC, the CuPy launch and the
+device's rounding (FMA contraction, its expf).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import numpy as np
 import pytest
 
 from ca_server.engines import create_engine
-from ca_server.presets import load_preset
+from ca_server.presets import load_preset, preset_names
 from ca_server.xp import BackendUnavailableError, cupy_backend, numpy_backend
 
 pytestmark = pytest.mark.gpu
@@ -21,7 +27,15 @@ def gpu():
         pytest.skip(f"no GPU backend: {exc}")
 
 
-@pytest.mark.parametrize("name", ONE_PER_ENGINE)
+def test_every_fused_kernel_compiles_with_nvrtc(gpu):
+    from ca_server.fused import KERNEL_SOURCES
+    from ca_server.simulation import Simulation  # noqa: F401 - registers every kernel
+
+    for source in KERNEL_SOURCES:
+        assert callable(gpu.fused_kernel(source)), source.name
+
+
+@pytest.mark.parametrize("name", preset_names())
 def test_one_step_agrees_with_numpy(gpu, name):
     preset = load_preset(name)
     cpu = create_engine(preset.engine, numpy_backend(), 256, 256, preset.engine_params)
@@ -49,3 +63,16 @@ def test_simulation_runs_on_the_gpu(gpu, name):
     frame = sim.render()
     assert frame.shape == (256, 256, 3) and str(frame.dtype) == "uint8"
     assert sim.health()["alive"] > 0.002
+
+
+def test_health_statistics_agree_with_numpy(gpu):
+    from ca_server.health import HealthMonitor, policy_for
+
+    shape = (300, 520)
+    monitors = [HealthMonitor(b, *shape, policy_for("lenia")) for b in (numpy_backend(), gpu)]
+    rng = np.random.default_rng(5)
+    for steps in (0, 1, 2):
+        world = (rng.random(shape, dtype=np.float32) ** 4).astype(np.float32)
+        cpu = (*monitors[0].measure(world, steps), monitors[0].peak)
+        dev = (*monitors[1].measure(gpu.xp.asarray(world), steps), monitors[1].peak)
+        np.testing.assert_allclose(cpu, dev, rtol=1e-5, equal_nan=True)
