@@ -38,7 +38,11 @@ __device__ __forceinline__ int ca_wrap(int i, int n) {
     i %= n;
     return i < 0 ? i + n : i;
 }
-__device__ __forceinline__ float ca_clip01(float x) { return fminf(fmaxf(x, 0.0f), 1.0f); }
+// Clip to [0, 1]; NaN stays NaN, as numpy's clip keeps it, so the health monitor sees a
+// non-finite world on either path (fminf/fmaxf alone would turn it into 0).
+__device__ __forceinline__ float ca_clip01(float x) {
+    return x != x ? x : fminf(fmaxf(x, 0.0f), 1.0f);
+}
 """
 
 FusedKernel = Callable[..., None]

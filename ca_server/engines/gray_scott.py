@@ -2,11 +2,14 @@
 
 Each step runs `substeps` (default 2) explicit-Euler substeps with dt = 1:
 U += Du lap(U) - U V^2 + F_mask (1 - U);  V += Dv lap(V) + U V^2 - (F_mask + k) V; both clipped.
-lap is the 9-point stencil (0.2 edges, 0.05 corners, -1 centre), periodic, taken from a padded
-buffer so it costs slices rather than rolls. F_mask = F (1 + 4 clip((r - 0.4)/0.3, 0, 1)) raises
-the feed fivefold beyond r = 0.7 (r normalised to the half-sides), which keeps patterns inside the
-frame. Diffusion is not rescaled with resolution (as in the prototype): patterns keep their size
-in pixels. `world` is V.
+lap is the 9-point stencil (0.2 edges, 0.05 corners, -1 centre), periodic; numpy takes it from a
+padded buffer so it costs slices rather than rolls. On the GPU a substep is one fused kernel
+(`GRAY_SCOTT_SUBSTEP`) that reads U and V with wrapped indices and writes the new U and V into a
+second pair of buffers; the pairs alternate, and an odd substep count copies the result back, so
+`fields` stay the same two arrays, stepped in place. F_mask = F (1 + 4 clip((r - 0.4)/0.3, 0, 1))
+raises the feed fivefold beyond r = 0.7 (r normalised to the half-sides), which keeps patterns
+inside the frame. Diffusion is not rescaled with resolution (as in the prototype): patterns keep
+their size in pixels. `world` is V.
 """
 
 from __future__ import annotations
@@ -23,7 +26,49 @@ from ca_server.engines.base import (
     cluster_centres,
     stamp_max,
 )
+from ca_server.fused import KernelSource
 from ca_server.xp import Backend
+
+# One explicit-Euler substep, out of place (the stencil reads neighbours other threads update),
+# in the numpy sequence's order of operations so it rounds the same way: lap = (N + S + W + E)
+# x 0.2 D + (NW + NE + SW + SE) x 0.05 D - D x centre.
+GRAY_SCOTT_SUBSTEP = KernelSource(
+    "gray_scott_substep",
+    r"""
+__device__ __forceinline__ float gray_scott_laplacian(
+    const float* __restrict__ field, const int up, const int row, const int down, const int left,
+    const int x, const int right, const float edge_weight, const float corner_weight,
+    const float diffusion) {
+    const float edges = field[up + x] + field[down + x] + field[row + left] + field[row + right];
+    const float corners = field[up + left] + field[up + right] + field[down + left]
+                          + field[down + right];
+    return edges * edge_weight + corners * corner_weight - field[row + x] * diffusion;
+}
+
+extern "C" __global__ void gray_scott_substep(
+    float* __restrict__ u_out, float* __restrict__ v_out, const float* __restrict__ u_in,
+    const float* __restrict__ v_in, const float* __restrict__ feed,
+    const float* __restrict__ feed_kill, const int height, const int width,
+    const float u_edge_weight, const float u_corner_weight, const float du,
+    const float v_edge_weight, const float v_corner_weight, const float dv, const long long n) {
+    CA_FOR_EACH(i, n) {
+        const int y = (int)(i / width), x = (int)(i - (long long)y * width);
+        // row offsets fit in int: a frame has far fewer than 2^31 cells
+        const int row = y * width, up = ca_wrap(y - 1, height) * width;
+        const int down = ca_wrap(y + 1, height) * width;
+        const int left = ca_wrap(x - 1, width), right = ca_wrap(x + 1, width);
+        const float u = u_in[i], v = v_in[i];
+        const float uvv = v * v * u;
+        const float lap_u = gray_scott_laplacian(
+            u_in, up, row, down, left, x, right, u_edge_weight, u_corner_weight, du);
+        const float lap_v = gray_scott_laplacian(
+            v_in, up, row, down, left, x, right, v_edge_weight, v_corner_weight, dv);
+        u_out[i] = ca_clip01(u + (((lap_u - uvv) - feed[i] * u) + feed[i]));
+        v_out[i] = ca_clip01(v + ((lap_v + uvv) - feed_kill[i] * v));
+    }
+}
+""",
+)
 
 
 class GrayScottEngine(Engine):
@@ -37,11 +82,16 @@ class GrayScottEngine(Engine):
         shape = (height, width)
         self._u = xp.ones(shape, xp.float32)
         self._v = xp.zeros(shape, xp.float32)
-        self._padded = xp.empty((height + 2, width + 2), xp.float32)
-        self._lap_u = xp.empty(shape, xp.float32)
-        self._lap_v = xp.empty(shape, xp.float32)
-        self._uvv = xp.empty(shape, xp.float32)
-        self._scratch = xp.empty(shape, xp.float32)
+        self._fused_substep = backend.fused_kernel(GRAY_SCOTT_SUBSTEP)
+        if self._fused_substep is not None:  # the other half of the ping-pong pair
+            self._u_next = xp.empty(shape, xp.float32)
+            self._v_next = xp.empty(shape, xp.float32)
+        else:  # the numpy sequence's buffers
+            self._padded = xp.empty((height + 2, width + 2), xp.float32)
+            self._lap_u = xp.empty(shape, xp.float32)
+            self._lap_v = xp.empty(shape, xp.float32)
+            self._uvv = xp.empty(shape, xp.float32)
+            self._scratch = xp.empty(shape, xp.float32)
         _, _, radius = centred_radius(height, width)
         profile = 1.0 + 4.0 * np.clip((radius - 0.40) / 0.30, 0.0, 1.0)
         self._feed_profile = xp.asarray(profile.astype(np.float32))
@@ -80,6 +130,9 @@ class GrayScottEngine(Engine):
         out -= scratch
 
     def step(self) -> None:
+        if self._fused_substep is not None:
+            self._step_fused()
+            return
         xp = self.backend.xp
         u, v, uvv, scratch = self._u, self._v, self._uvv, self._scratch
         for _ in range(self.substeps):
@@ -99,6 +152,36 @@ class GrayScottEngine(Engine):
             lap_v -= scratch
             v += lap_v
             xp.clip(v, 0.0, 1.0, out=v)
+
+    def _step_fused(self) -> None:
+        """`substeps` launches of GRAY_SCOTT_SUBSTEP, alternating between the two buffer pairs.
+
+        After an even count the result is back in `_u`, `_v`; after an odd one it is in the other
+        pair and is copied back (two copies; no preset uses an odd count), so the arrays `fields`
+        returns never change identity, as base.Engine's in-place `step()` promises. Today's
+        callers (flow advection, keepsakes, `load_fields`, erode/perturb) re-read `fields` and
+        `world` after every step and would survive a swap, but a reference held across a step
+        would silently go stale, and after an even count the copy-back costs nothing.
+        """
+        du, dv = float(self.params["Du"]), float(self.params["Dv"])
+        weights = (0.2 * du, 0.05 * du, du, 0.2 * dv, 0.05 * dv, dv)
+        current, following = (self._u, self._v), (self._u_next, self._v_next)
+        for _ in range(self.substeps):
+            self._fused_substep(
+                self._u.size,
+                *following,
+                *current,
+                self._feed,
+                self._feed_kill,
+                self.height,
+                self.width,
+                *weights,
+            )
+            current, following = following, current
+        if current[0] is not self._u:
+            xp = self.backend.xp
+            xp.copyto(self._u, current[0])
+            xp.copyto(self._v, current[1])
 
     def seed(self, rng: np.random.Generator, kind: str, density: float) -> None:
         h, w = self.height, self.width

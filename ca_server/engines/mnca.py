@@ -11,7 +11,8 @@ two steps let such a region settle on the threshold instead. Ring radii scale fr
 but all of a preset's rings together, and never so far that the smallest outer radius drops below
 MIN_SMALLEST_RING_PX: the rule's pattern wavelength is ~1.3x its smallest disc's radius, and
 below ~6 px it falls to 2-4 px and aliases. One rfft2 plus one irfft2 per ring (one batched
-irfft2 over the ring stack on the GPU); membership math runs in place on the average buffers.
+irfft2 over the ring stack on the GPU); on numpy the membership math runs in place on the average
+buffers, on the GPU it and the update are one fused kernel (`MNCA_UPDATE`) over all rings.
 """
 
 from __future__ import annotations
@@ -32,10 +33,40 @@ from ca_server.engines.base import (
     stamp_max,
 )
 from ca_server.engines.kernels import kernel_spectra, logistic_ring, torus_distance
+from ca_server.fused import KernelSource
 from ca_server.xp import Backend
 
 MIN_SMALLEST_RING_PX = 6.0
 WINDOW_EDGE_PER_DELTA = 2.0
+
+# The numpy membership chain and update below, in the same order (so it rounds the same way).
+# The rule is data, not code: interval j has centre centres[j] and window offset
+# offsets[j] = half_width / edge + 1/2; ring r owns intervals first[r] .. first[r] + count[r] - 1.
+MNCA_UPDATE = KernelSource(
+    "mnca_update",
+    r"""
+extern "C" __global__ void mnca_update(
+    float* __restrict__ state, const float* __restrict__ averages,
+    const float* __restrict__ centres, const float* __restrict__ offsets,
+    const int* __restrict__ first, const int* __restrict__ count, const int rings,
+    const float negative_inverse_edge, const float two_delta, const float all_rings_delta,
+    const long long n) {
+    CA_FOR_EACH(i, n) {
+        float membership = 0.0f;
+        for (int ring = 0; ring < rings; ++ring) {
+            const float average = averages[(long long)ring * n + i];
+            float best = 0.0f;  // each window is clipped to [0, 1], so 0 is the max's identity
+            for (int j = first[ring]; j < first[ring] + count[ring]; ++j) {
+                const float window = fabsf(average - centres[j]) * negative_inverse_edge;
+                best = fmaxf(best, ca_clip01(window + offsets[j]));
+            }
+            membership += best;
+        }
+        state[i] = ca_clip01(state[i] + (membership * two_delta - all_rings_delta));
+    }
+}
+""",
+)
 
 
 class MNCAEngine(Engine):
@@ -65,9 +96,13 @@ class MNCAEngine(Engine):
         self.edge = WINDOW_EDGE_PER_DELTA * float(self.params["delta"])
         self._state = xp.zeros((height, width), xp.float32)
         self._products = xp.empty(self._ring_hats.shape, xp.complex64)
-        self._membership = xp.empty((height, width), xp.float32)
-        self._window = xp.empty((height, width), xp.float32)
-        self._best = xp.empty((height, width), xp.float32)
+        self._fused_update = backend.fused_kernel(MNCA_UPDATE)
+        if self._fused_update is not None:
+            self._rule_arrays = self._upload_rules()
+        else:  # the numpy chain's buffers
+            self._membership = xp.empty((height, width), xp.float32)
+            self._window = xp.empty((height, width), xp.float32)
+            self._best = xp.empty((height, width), xp.float32)
         self.delta = float(self.params["delta"])
 
     @property
@@ -79,6 +114,21 @@ class MNCAEngine(Engine):
         shape = self._state.shape
         spectrum = fft.rfft2(self._state, **kwargs)
         xp.multiply(spectrum[None], self._ring_hats, out=self._products)
+        if self._fused_update is not None:  # one batched irfft2 (cuFFT) into (R, H, W)
+            averages = fft.irfft2(
+                self._products, s=shape, axes=(-2, -1), overwrite_x=True, **kwargs
+            )
+            self._fused_update(
+                self._state.size,
+                self._state,
+                averages,
+                *self._rule_arrays,
+                len(self.rings),
+                -1.0 / self.edge,
+                2.0 * float(self.delta),
+                float(self.delta) * len(self.rings),
+            )
+            return
         if self.backend.is_gpu:  # one batched cuFFT over the ring stack
             averages = fft.irfft2(self._products, s=shape, axes=(-2, -1), overwrite_x=True)
         else:  # pocketfft is ~2x slower on a stacked irfft2 than on separate ones
@@ -103,6 +153,20 @@ class MNCAEngine(Engine):
         membership -= self.delta * len(self.rings)
         self._state += membership
         xp.clip(self._state, 0.0, 1.0, out=self._state)
+
+    def _upload_rules(self) -> tuple[Any, Any, Any, Any]:
+        """The rules as `MNCA_UPDATE` reads them, on the device: (centres, offsets) float32 per
+        interval, (first, count) int32 per ring, offsets as `_interval_window` computes them."""
+        xp, inverse_edge = self.backend.xp, 1.0 / self.edge
+        intervals = [interval for ring in self.rules for interval in ring]
+        counts = [len(ring) for ring in self.rules]
+        firsts = np.cumsum([0, *counts[:-1]])
+        return (
+            xp.asarray(np.array([centre for centre, _ in intervals], np.float32)),
+            xp.asarray(np.array([half * inverse_edge + 0.5 for _, half in intervals], np.float32)),
+            xp.asarray(firsts.astype(np.int32)),
+            xp.asarray(np.array(counts, np.int32)),
+        )
 
     def _interval_window(self, average: Any, centre: float, half_width: float, out: Any) -> Any:
         """clip((half_width - |average - centre|) / edge + 1/2, 0, 1) into `out` (may be `average`).

@@ -4,9 +4,11 @@ Inner disc M and annulus N (logistic edges), each a normalised average: m = M * 
 S(n, m) = s_n(n; b1, b2)(1 - s(m; 1/2, a_m)) + s_n(n; d1, d2) s(m; 1/2, a_m) with
 s(x; a, alpha) = 1/(1 + e^{-(x-a)/alpha}) and s_n(x; a, b) = s(x; a) (1 - s(x; b)). Both interval
 sigmoids share one exp: with e = exp((n - 1/2)/a_n), s_n = e/((e + c_a)(1 + c_b e)), five in-place
-passes each, which keeps the transition to ~27. One rfft2 and two irfft2 per step (one batched
-irfft2 over the disc/annulus stack on the GPU, where it is one cuFFT launch; pocketfft is slower on
-a stack than on two separate transforms); radii scale from 512 px.
+passes each, which keeps the numpy transition to 27 passes; on the GPU the whole transition, from
+the clipped averages to the clipped new f, is one fused kernel (`SMOOTHLIFE_UPDATE`). One rfft2
+and two irfft2 per step (one batched irfft2 over the disc/annulus stack on the GPU, where it is one
+cuFFT launch; pocketfft is slower on a stack than on two separate transforms); radii scale from
+512 px.
 """
 
 from __future__ import annotations
@@ -27,7 +29,36 @@ from ca_server.engines.base import (
     wrapped_distance2,
 )
 from ca_server.engines.kernels import kernel_spectra, logistic_disc, logistic_ring, torus_distance
+from ca_server.fused import KernelSource
 from ca_server.xp import Backend
+
+# The numpy transition below, pass for pass in the same order (so it rounds the same way): the
+# interval constants c_low = exp((low - 1/2)/alpha_n), c_high = exp((1/2 - high)/alpha_n) come
+# from the host, since b1 and b2 breathe.
+SMOOTHLIFE_UPDATE = KernelSource(
+    "smoothlife_update",
+    r"""
+__device__ __forceinline__ float smoothlife_interval(float e, float c_low, float c_high) {
+    return e / ((e + c_low) * (e * c_high + 1.0f));
+}
+
+extern "C" __global__ void smoothlife_update(
+    float* __restrict__ state, const float* __restrict__ inner, const float* __restrict__ outer,
+    const float inverse_alpha_n, const float negative_inverse_alpha_m,
+    const float birth_low, const float birth_high, const float survive_low,
+    const float survive_high, const float two_dt, const float dt, const long long n) {
+    CA_FOR_EACH(i, n) {
+        const float e = expf((ca_clip01(outer[i]) - 0.5f) * inverse_alpha_n);
+        const float birth = smoothlife_interval(e, birth_low, birth_high);
+        const float survive = smoothlife_interval(e, survive_low, survive_high);
+        const float mix = 1.0f / (expf((ca_clip01(inner[i]) - 0.5f) * negative_inverse_alpha_m)
+                                  + 1.0f);
+        const float alive = birth + (survive - birth) * mix;
+        state[i] = ca_clip01(state[i] + (alive * two_dt - dt));
+    }
+}
+""",
+)
 
 
 class SmoothLifeEngine(Engine):
@@ -50,9 +81,11 @@ class SmoothLifeEngine(Engine):
         )
         self._state = xp.zeros((height, width), xp.float32)
         self._products = xp.empty(self._kernel_hats.shape, xp.complex64)
-        self._birth = xp.empty((height, width), xp.float32)
-        self._survive = xp.empty((height, width), xp.float32)
-        self._scratch = xp.empty((height, width), xp.float32)
+        self._fused_update = backend.fused_kernel(SMOOTHLIFE_UPDATE)
+        if self._fused_update is None:  # the numpy transition's buffers
+            self._birth = xp.empty((height, width), xp.float32)
+            self._survive = xp.empty((height, width), xp.float32)
+            self._scratch = xp.empty((height, width), xp.float32)
         self.b1, self.b2 = float(self.params["b1"]), float(self.params["b2"])
 
     @property
@@ -67,8 +100,9 @@ class SmoothLifeEngine(Engine):
         inf and the quotient is the correct limit 0.
         """
         xp, alpha = self.backend.xp, self.params["alpha_n"]
-        xp.add(exp_n, math.exp((low - 0.5) / alpha), out=out)
-        xp.multiply(exp_n, math.exp((0.5 - high) / alpha), out=self._scratch)
+        c_low, c_high = _interval_constants(low, high, alpha)
+        xp.add(exp_n, c_low, out=out)
+        xp.multiply(exp_n, c_high, out=self._scratch)
         self._scratch += 1.0
         out *= self._scratch
         return xp.divide(exp_n, out, out=out)
@@ -85,6 +119,9 @@ class SmoothLifeEngine(Engine):
                 fft.irfft2(product, s=shape, overwrite_x=True, **kwargs)
                 for product in self._products
             )
+        if self._fused_update is not None:
+            self._step_fused(inner, outer)
+            return
 
         # exp((n - 1/2)/alpha_n), clipped first so round-off cannot overflow it
         xp.clip(outer, 0.0, 1.0, out=outer)
@@ -109,6 +146,23 @@ class SmoothLifeEngine(Engine):
         birth -= dt
         self._state += birth
         xp.clip(self._state, 0.0, 1.0, out=self._state)
+
+    def _step_fused(self, inner: Any, outer: Any) -> None:
+        """The transition below in one launch; `inner`, `outer`: (H, W) float32, C-contiguous."""
+        params, dt = self.params, float(self.params["dt"])
+        alpha_n = params["alpha_n"]
+        self._fused_update(
+            self._state.size,
+            self._state,
+            inner,
+            outer,
+            1.0 / alpha_n,
+            -1.0 / params["alpha_m"],
+            *_interval_constants(self.b1, self.b2, alpha_n),
+            *_interval_constants(params["d1"], params["d2"], alpha_n),
+            2.0 * dt,
+            dt,
+        )
 
     def seed(self, rng: np.random.Generator, kind: str, density: float) -> None:
         h, w = self.height, self.width
@@ -152,3 +206,8 @@ class SmoothLifeEngine(Engine):
     def set_live(self, values: Mapping[str, float]) -> None:
         self.b1 = values.get("b1", self.b1)
         self.b2 = values.get("b2", self.b2)
+
+
+def _interval_constants(low: float, high: float, alpha_n: float) -> tuple[float, float]:
+    """(c_low, c_high) = (exp((low - 1/2)/alpha_n), exp((1/2 - high)/alpha_n)) of s_n."""
+    return math.exp((low - 0.5) / alpha_n), math.exp((0.5 - high) / alpha_n)
