@@ -57,8 +57,9 @@ extern "C" __global__ void mnca_update(
             const float average = averages[(long long)ring * n + i];
             float best = 0.0f;  // each window is clipped to [0, 1], so 0 is the max's identity
             for (int j = first[ring]; j < first[ring] + count[ring]; ++j) {
-                const float window = fabsf(average - centres[j]) * negative_inverse_edge;
-                best = fmaxf(best, ca_clip01(window + offsets[j]));
+                const float window = ca_clip01(
+                    fabsf(average - centres[j]) * negative_inverse_edge + offsets[j]);
+                best = window > best || window != window ? window : best;  // NaN wins, as in numpy
             }
             membership += best;
         }

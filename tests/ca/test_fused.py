@@ -150,3 +150,19 @@ def test_a_preset_change_crossfades_through_the_fused_blend(logic_only):
     assert sim.health()["crossfading"]
     assert backend.kernel_compiler.launches["crossfade_blend"] >= 1
     assert frame.shape == (128, 128, 3) and frame.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", ["coral", "sl_gliders", "mnca_worm", "medusa"])
+def test_a_nan_in_the_world_stays_visible_to_the_health_monitor(name):
+    preset = load_preset(name)
+    engines = [
+        create_engine(preset.engine, backend, 64, 64, preset.engine_params)
+        for backend in (numpy_backend(), host_fused_backend())
+    ]
+    for engine in engines:
+        engine.seed(np.random.default_rng(1), preset.seed_kind, preset.seed_density)
+        engine.world[10, 10] = np.nan
+        engine.step()
+    reference, fused = (np.isnan(engine.world) for engine in engines)
+    assert reference.any()
+    np.testing.assert_array_equal(fused, reference)
