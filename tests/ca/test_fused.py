@@ -1,7 +1,8 @@
 """Fused kernels: their CUDA C compiles, and the fused path computes what the numpy path does.
 
-Every module that defines a kernel is imported through ca_server.simulation. The fused path runs here on the CPU (tests/host_cuda.py compiles each kernel with g++; no GPU
-in CI); the `gpu`-marked tests in test_gpu.py run the same comparisons on a real device.
+Every module that defines a kernel is imported through ca_server.simulation. The fused path runs
+here on the CPU (tests/host_cuda.py compiles each kernel with g++; no GPU in CI); the
+`gpu`-marked tests in test_gpu.py run the same comparisons on a real device.
 """
 
 from __future__ import annotations
