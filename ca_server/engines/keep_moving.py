@@ -1,4 +1,4 @@
-"""The prototype's per-step "keep it moving" machinery, fused into a few in-place passes (§2.3).
+"""The prototype's per-step "keep it moving" machinery, in one pass over the world (§2.3).
 
 After each engine step (and flow advection) the world gets, for Lenia, SmoothLife and MNCA:
 containment (a radial multiplicative fade past r = 0.35, or 0.6 for MNCA), centre noise
@@ -11,6 +11,9 @@ full-size normal frames used round-robin, never from per-step randn. Gray-Scott 
 (its feed mask is its containment). MNCA also gets a subtractive rim beyond r = 0.7: its rule adds
 up to delta per ring per step at any density, which no multiplicative fade can hold, so the
 prototype's MNCA filled the whole frame; the rim keeps it to the ~50% disc the prototype meant.
+On numpy `apply` is a chain of in-place passes; where fused kernels exist (the GPU) it is one
+launch of `KEEP_MOVING_APPLY`, which reads the noise frames, the world from before the step and
+the static masks, and holds no scratch frames.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ca_server.engines.base import centred_radius
+from ca_server.fused import KernelSource
 from ca_server.xp import Backend
 
 NOISE_POOL_FRAMES = 6
@@ -37,6 +41,43 @@ _PROFILES = {
     "smoothlife": (0.35, 0.30, 0.05, 0.006),
     "mnca": (0.60, 0.25, 0.04, 0.012),
 }
+
+
+# The numpy sequence of `KeepMoving.apply` per pixel, in its order of float32 operations. Flags are
+# ints: `perturb` (this is a 4th step; `perturb_noise` and `previous` are read only then) and
+# `has_rim` (MNCA; `rim` is a stand-in array otherwise). A pixel where the world is below the
+# density threshold, or not still, gains nothing: numpy multiplies those terms by 0.
+KEEP_MOVING_APPLY = KernelSource(
+    "keep_moving_apply",
+    r"""
+extern "C" __global__ void keep_moving_apply(
+    float* __restrict__ world, const float* __restrict__ centre_noise,
+    const float* __restrict__ perturb_noise, const float* __restrict__ previous,
+    const float* __restrict__ centre_noise_gain, const float* __restrict__ stir_x,
+    const float* __restrict__ stir_y, const float* __restrict__ containment,
+    const float* __restrict__ rim, const float stir_cos, const float stir_sin,
+    const int perturb, const float perturb_amplitude, const float still_threshold,
+    const float density_threshold, const int has_rim, const long long n) {
+    CA_FOR_EACH(i, n) {
+        float value = world[i];
+        float extra = centre_noise[i] * centre_noise_gain[i];
+        extra = extra + stir_x[i] * stir_cos;
+        extra = extra + stir_y[i] * stir_sin;
+        if (perturb && fabsf(value - previous[i]) < still_threshold) {
+            extra = extra + perturb_noise[i] * perturb_amplitude;
+        }
+        if (value > density_threshold) {
+            value = value + extra;
+        }
+        value = value * containment[i];
+        if (has_rim) {
+            value = value - rim[i];
+        }
+        world[i] = ca_clip01(value);
+    }
+}
+""",
+)
 
 
 class NoisePool:
@@ -87,11 +128,13 @@ class KeepMoving:
         self._centre_noise_gain = xp.asarray(centre.astype(np.float32))
         self._stir_x = xp.asarray((dx * stir).astype(np.float32))
         self._stir_y = xp.asarray((dy * stir).astype(np.float32))
-        self._extra = xp.empty((height, width), xp.float32)
-        self._scratch = xp.empty((height, width), xp.float32)
-        self._mask = xp.empty((height, width), bool)
-        self._still = xp.empty((height, width), bool)
         self._previous = xp.empty((height, width), xp.float32)
+        self._fused_apply = backend.fused_kernel(KEEP_MOVING_APPLY)
+        if self._fused_apply is None:  # the numpy passes' scratch frames (10 bytes a pixel)
+            self._extra = xp.empty((height, width), xp.float32)
+            self._scratch = xp.empty((height, width), xp.float32)
+            self._mask = xp.empty((height, width), bool)
+            self._still = xp.empty((height, width), bool)
 
     @property
     def wants_previous(self) -> bool:
@@ -103,9 +146,15 @@ class KeepMoving:
         self.backend.xp.copyto(self._previous, world)
 
     def apply(self, world: Any) -> None:
-        """Apply the extras to `world` ((H, W) float32 on device) in place; keeps it in [0, 1]."""
+        """Apply the extras to `world` ((H, W) float32, C-contiguous, on device) in place.
+
+        Keeps it in [0, 1]. One kernel launch where fused kernels exist, else the numpy passes.
+        """
         self._step += 1
         if not self.enabled:
+            return
+        if self._fused_apply is not None:
+            self._apply_fused(world)
             return
         xp, extra, scratch = self.backend.xp, self._extra, self._scratch
         xp.multiply(self.noise.take(), self._centre_noise_gain, out=extra)
@@ -128,6 +177,33 @@ class KeepMoving:
         if self._rim is not None:
             world -= self._rim
         xp.clip(world, 0.0, 1.0, out=world)
+
+    def _apply_fused(self, world: Any) -> None:
+        # Same draws from the pool as the numpy passes: the centre frame, then (4th steps) the
+        # perturbation frame. take() returns a row of the pool's C-contiguous (6, H, W) array.
+        centre_noise = self.noise.take()
+        perturb = self._step % PERTURB_EVERY_STEPS == 0
+        perturb_noise = self.noise.take() if perturb else centre_noise
+        self._fused_apply(
+            world.size,
+            world,
+            centre_noise,
+            perturb_noise,
+            self._previous,
+            self._centre_noise_gain,
+            self._stir_x,
+            self._stir_y,
+            self._containment,
+            self._containment if self._rim is None else self._rim,
+            math.cos(self.stir_phase),
+            math.sin(self.stir_phase),
+            int(perturb),
+            self.perturb_amplitude,
+            STILL_THRESHOLD,
+            DENSITY_THRESHOLD,
+            int(self._rim is not None),
+        )
+        self.stir_phase += STIR_RADIANS_PER_STEP
 
     def contain(self, world: Any, times: int = 1) -> None:
         """Apply only the containment fade `times` times (the overcrowding response)."""

@@ -1,12 +1,16 @@
 """Flow-field advection: drift a scalar field along a mix of seven fixed vector fields each step.
 
 The seven unit fields (radial, rotate, swirl, bubble, ring, vortex, vertical) are built once per
-frame size over coordinates normalised by half the shorter side. `set_strengths` mixes them into one
-velocity field, v = 0.8 px × Σ strength_k · field_k, and precomputes the semi-Lagrangian backward
-trace for it: for every pixel the flat index of the top-left source cell in a wrap-padded copy of
-the field plus the two bilinear weights. `advect` is then a pad copy, four gathers with one index
-array and a few multiply-adds — about a tenth of `map_coordinates(order=1)` on the CPU and the
-same result as `mode="grid-wrap"` (toroidal bilinear).
+frame size over coordinates normalised by half the shorter side and kept on the host: they are
+only read by `set_strengths`, which mixes them into one velocity field, v = 0.8 px × Σ
+strength_k · field_k, and its semi-Lagrangian backward trace. On numpy the trace is, for every
+pixel, the flat index of the top-left source cell in a wrap-padded copy of the field plus the two
+bilinear weights, and `advect` is a pad copy, four gathers with one index array and a few
+multiply-adds — about a tenth of `map_coordinates(order=1)` on the CPU and the same result as
+`mode="grid-wrap"` (toroidal bilinear). Where fused kernels exist (the GPU) only the displacement
+−v goes to the device and `FLOW_ADVECT` does the whole step in one launch: it splits the
+displacement into floor and fraction itself and reads the four taps straight from the field with
+periodic indexing, so no pad copy, index array or taps are held.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ca_server.fused import KernelSource
 from ca_server.render.resample import gather
 from ca_server.xp import Backend
 
@@ -35,6 +40,40 @@ DEFAULT_PIXELS_PER_STEP = 0.8
 STRENGTH_EPSILON = 1e-3
 # Pixels per row band of `advect` on the CPU: its four taps and two weights fit in L2.
 CPU_BAND_PIXELS = 32768
+
+# One advection step, out of place (a pixel reads four neighbours another thread may be writing).
+# displacement is (2, H, W): [0] = dy, [1] = dx, the backward trace −v. Floor, fraction and the
+# blend follow the numpy path operation for operation, so only FMA contraction differs.
+FLOW_ADVECT = KernelSource(
+    "flow_advect",
+    r"""
+extern "C" __global__ void flow_advect(
+    float* __restrict__ out, const float* __restrict__ field,
+    const float* __restrict__ displacement, const int height, const int width,
+    const long long n) {
+    CA_FOR_EACH(i, n) {
+        const int y = (int)(i / width);
+        const int x = (int)(i - (long long)y * width);
+        const float shift_y = displacement[i], shift_x = displacement[n + i];
+        const float whole_y = floorf(shift_y), whole_x = floorf(shift_x);
+        const float weight_y = shift_y - whole_y, weight_x = shift_x - whole_x;
+        const int top = ca_wrap(y + (int)whole_y, height);
+        const int left = ca_wrap(x + (int)whole_x, width);
+        const int bottom = top + 1 == height ? 0 : top + 1;
+        const int right = left + 1 == width ? 0 : left + 1;
+        const long long top_row = (long long)top * width, bottom_row = (long long)bottom * width;
+        float top_left = field[top_row + left], top_right = field[top_row + right];
+        float bottom_left = field[bottom_row + left], bottom_right = field[bottom_row + right];
+        top_right = (top_right - top_left) * weight_x;
+        top_left = top_left + top_right;
+        bottom_right = (bottom_right - bottom_left) * weight_x;
+        bottom_left = bottom_left + bottom_right;
+        bottom_left = (bottom_left - top_left) * weight_y;
+        out[i] = top_left + bottom_left;
+    }
+}
+""",
+)
 
 
 def build_flow_fields(height: int, width: int) -> np.ndarray:
@@ -74,7 +113,9 @@ class FlowAdvector:
     Works on (height, width) float32 fields on the backend's device. Starts inactive (all
     strengths 0) until `set_strengths` is called with a non-zero mix. `pixels_per_step` (the
     prototype's 0.8 px at any size; pass 0.8 × size/512 for resolution-independent motion) is
-    read by `set_strengths`, so a change takes effect at the next call.
+    read by `set_strengths`, so a change takes effect at the next call. Device memory at H×W:
+    none while inactive; with fused kernels 12 bytes a pixel once active (displacement and a
+    scratch frame); on numpy the index, weights, taps and padded copy (~40 bytes a pixel).
     """
 
     def __init__(
@@ -92,20 +133,33 @@ class FlowAdvector:
         self._xp = xp
         self.height, self.width = height, width
         self.pixels_per_step = float(pixels_per_step)
-        self._fields = xp.asarray(build_flow_fields(height, width))
+        # Host only: read once per set_strengths (58.7 MB at 1024², no use on the device).
+        self._fields = build_flow_fields(height, width)
+        self._fused_advect = backend.fused_kernel(FLOW_ADVECT)
+        # Fused path: the displacement (2, H, W) and a scratch frame for in-place calls, both
+        # float32 on the device and allocated on the first active mix (an idle flow holds none).
+        self._displacement: Any = None
+        self._scratch: Any = None
+        if self._fused_advect is None:
+            self._allocate_gather_buffers()
+        self.strengths: dict[str, float] = dict.fromkeys(FLOW_FIELD_NAMES, 0.0)
+        self.active = False
+
+    def _allocate_gather_buffers(self) -> None:
+        xp, height, width = self._xp, self.height, self.width
         shape = (height, width)
         self._index = xp.empty(shape, dtype=xp.int64)
         self._weight_y = xp.empty(shape, dtype=xp.float32)
         self._weight_x = xp.empty(shape, dtype=xp.float32)
         # On the CPU, work in row bands whose taps and weights stay in cache (≈ 2× faster at
         # 1024²); on the GPU one band is the whole frame (fewer kernel launches).
-        band_rows = height if backend.is_gpu else max(1, min(height, CPU_BAND_PIXELS // width))
+        band_rows = (
+            height if self._backend.is_gpu else max(1, min(height, CPU_BAND_PIXELS // width))
+        )
         self._bands = [(top, min(top + band_rows, height)) for top in range(0, height, band_rows)]
         self._taps = [xp.empty((band_rows, width), dtype=xp.float32) for _ in range(4)]
         self._margin = 0
         self._padded: Any = None
-        self.strengths: dict[str, float] = dict.fromkeys(FLOW_FIELD_NAMES, 0.0)
-        self.active = False
 
     def set_strengths(self, strengths: Mapping[str, float]) -> None:
         """Replace the mix: `strengths` maps names from FLOW_FIELD_NAMES to values in [-1, 1].
@@ -134,18 +188,24 @@ class FlowAdvector:
         xp = self._xp
         height, width = self.height, self.width
         # Backward trace: the value arriving at p comes from p − v, i.e. displacement −v.
-        displacement = xp.zeros((2, height, width), dtype=xp.float32)
+        displacement = np.zeros((2, height, width), dtype=np.float32)
         for k, strength in used:
             displacement -= (self.pixels_per_step * strength) * self._fields[k]
         # Floor and fraction of the small displacement itself (not of y − v), which keeps the
         # weights exact to float32 even at large coordinates.
-        whole = xp.floor(displacement)
+        whole = np.floor(displacement)
+        margin = int(np.abs(whole).max()) + 1
+        if margin > min(height, width):
+            raise ValueError("flow displacement exceeds the frame size; lower pixels_per_step")
+        if self._fused_advect is not None:
+            self._displacement = xp.asarray(displacement)
+            if self._scratch is None:
+                self._scratch = xp.empty((height, width), dtype=xp.float32)
+            return
+        displacement, whole = xp.asarray(displacement), xp.asarray(whole)
         xp.subtract(displacement[0], whole[0], out=self._weight_y)
         xp.subtract(displacement[1], whole[1], out=self._weight_x)
         whole_int = whole.astype(xp.int64)
-        margin = int(xp.abs(whole_int).max()) + 1
-        if margin > min(height, width):
-            raise ValueError("flow displacement exceeds the frame size; lower pixels_per_step")
         if margin != self._margin:
             self._margin = margin
             self._padded = xp.empty((height + 2 * margin, width + 2 * margin), dtype=xp.float32)
@@ -171,6 +231,8 @@ class FlowAdvector:
         if not self.active:
             xp.copyto(out, field)
             return out
+        if self._fused_advect is not None:
+            return self._advect_fused(field, out)
         self._fill_padded(field)
         flat = self._padded.reshape(-1)
         padded_width = self._padded.shape[1]
@@ -192,6 +254,22 @@ class FlowAdvector:
             bottom_left -= top_left
             bottom_left *= weight_y
             xp.add(top_left, bottom_left, out=out[top:bottom])
+        return out
+
+    def _advect_fused(self, field: Any, out: Any) -> Any:
+        xp = self._xp
+        if field.dtype != xp.float32 or not field.flags.c_contiguous:
+            field = xp.ascontiguousarray(field, dtype=xp.float32)
+        # The kernel gathers neighbours, so it cannot write over its input. In place (the
+        # organism's only call) it writes the scratch frame and copyto brings it back: for
+        # contiguous same-dtype arrays CuPy's copyto is a device-to-device memcpy, cheaper to
+        # issue than a kernel, and the alternatives (swapping buffers) would have to reach into
+        # the engine that owns `field`.
+        direct = out.flags.c_contiguous and not xp.may_share_memory(out, field)
+        target = out if direct else self._scratch
+        self._fused_advect(field.size, target, field, self._displacement, self.height, self.width)
+        if not direct:
+            xp.copyto(out, target)
         return out
 
     def _fill_padded(self, field: Any) -> None:

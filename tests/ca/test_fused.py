@@ -1,8 +1,8 @@
 """Fused kernels: their CUDA C compiles, and the fused path computes what the numpy path does.
 
-Every module that defines a kernel is imported through ca_server.simulation. The fused path runs
-here on the CPU (tests/host_cuda.py compiles each kernel with g++; no GPU in CI); the
-`gpu`-marked tests in test_gpu.py run the same comparisons on a real device.
+Every module that defines a kernel is imported here (ca_server.simulation, ca_server.render).
+The fused path runs on the CPU (tests/host_cuda.py compiles each kernel with g++; no GPU in CI);
+the `gpu`-marked tests in test_gpu.py run the same comparisons on a real device.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from host_cuda import compiler_available, host_fused_backend, nvcc_check
 
+import ca_server.render  # noqa: F401 - registers the renderer's and the flow's kernels
 from ca_server.engines import create_engine
 from ca_server.fused import KERNEL_SOURCES, KernelSource, kernel_arguments
 from ca_server.health import HealthMonitor, policy_for
