@@ -5,14 +5,23 @@ The renderer's light field (pre-tonemap "value", one channel) is box-downsampled
 and upsampled bilinearly into the full frame. Working on one channel before the colour lookup keeps
 it to a handful of full-frame passes; the glow takes the palette colour of the pixel it lands on,
 which around a creature is its own rim colour. Radii are fractions of the frame, so the look does
-not change with resolution.
+not change with resolution. Where the backend has fused kernels, the downsample and threshold are
+one launch (`BLOOM_DOWNSAMPLE`) and the near/far mix, upsampling and add another
+(`BLOOM_UPSAMPLE_ADD`); only the two Gaussian filters run as library calls.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ca_server.render.resample import BilinearUpsampler, BoxDownsampler, pick_factor
+from ca_server.fused import KernelSource
+from ca_server.render.resample import (
+    BILINEAR_TAP_CUDA,
+    BOX_SUM_CUDA,
+    BilinearUpsampler,
+    BoxDownsampler,
+    pick_factor,
+)
 from ca_server.xp import Backend
 
 # Glow radii as fractions of the shorter side (≈ 6 px and 26 px at 512²) and their mix.
@@ -20,6 +29,63 @@ NEAR_SIGMA_FRACTION = 0.012
 FAR_SIGMA_FRACTION = 0.05
 NEAR_WEIGHT = 0.55
 FAR_WEIGHT = 0.45
+
+# small = max(box_mean(light) - threshold, 0): one thread per small cell (BoxDownsampler, then
+# the threshold, in numpy's order).
+BLOOM_DOWNSAMPLE = KernelSource(
+    "bloom_downsample",
+    BOX_SUM_CUDA
+    + r"""
+extern "C" __global__ void bloom_downsample(
+    float* __restrict__ small, const float* __restrict__ light, const int width, const int factor,
+    const float inverse_area, const float threshold, const long long n) {
+    const int small_width = width / factor;
+    CA_FOR_EACH(i, n) {
+        const long long top = i / small_width * factor;
+        const int left = (int)(i % small_width) * factor;
+        const float mean = ca_box_sum(light, top, left, width, factor) * inverse_area;
+        small[i] = fmaxf(mean - threshold, 0.0f);
+    }
+}
+""",
+)
+
+# light += strength * upsample(near_weight * near + far_weight * far): one thread per full-size
+# pixel, mixing the four small cells it reads (cheaper than a launch for the mix) and blending
+# columns first, then rows, as BilinearUpsampler does.
+BLOOM_UPSAMPLE_ADD = KernelSource(
+    "bloom_upsample_add",
+    BILINEAR_TAP_CUDA
+    + r"""
+__device__ __forceinline__ float bloom_glow(
+    const float* near, const float* far, const int row, const int column, const int small_width,
+    const float near_weight, const float far_weight) {
+    const long long k = (long long)row * small_width + column;
+    return near[k] * near_weight + far[k] * far_weight;
+}
+
+extern "C" __global__ void bloom_upsample_add(
+    float* __restrict__ light, const float* __restrict__ near, const float* __restrict__ far,
+    const int width, const int small_height, const int small_width, const int factor,
+    const float near_weight, const float far_weight, const float strength, const long long n) {
+    CA_FOR_EACH(i, n) {
+        int top, bottom, left, right;
+        float down, across;
+        ca_bilinear_tap((int)(i / width), factor, small_height, &top, &bottom, &down);
+        ca_bilinear_tap((int)(i % width), factor, small_width, &left, &right, &across);
+        const float upper =
+            bloom_glow(near, far, top, left, small_width, near_weight, far_weight) *
+                (1.0f - across) +
+            bloom_glow(near, far, top, right, small_width, near_weight, far_weight) * across;
+        const float lower =
+            bloom_glow(near, far, bottom, left, small_width, near_weight, far_weight) *
+                (1.0f - across) +
+            bloom_glow(near, far, bottom, right, small_width, near_weight, far_weight) * across;
+        light[i] += upper * ((1.0f - down) * strength) + lower * (down * strength);
+    }
+}
+""",
+)
 
 
 class Bloom:
@@ -30,6 +96,7 @@ class Bloom:
         self._xp = xp
         self._ndimage = backend.ndimage
         factor = pick_factor(height, width, target_cells=48)
+        self._factor = factor
         self._down = BoxDownsampler(backend, height, width, factor)
         small_h, small_w = self._down.small_shape
         self._up = BilinearUpsampler(backend, small_h, small_w, factor)
@@ -39,24 +106,48 @@ class Bloom:
         shorter_side = min(height, width)
         self._near_sigma = max(0.6, NEAR_SIGMA_FRACTION * shorter_side / factor)
         self._far_sigma = max(1.0, FAR_SIGMA_FRACTION * shorter_side / factor)
+        # None on numpy: the BoxDownsampler / BilinearUpsampler sequence below runs instead.
+        self._fused_downsample = backend.fused_kernel(BLOOM_DOWNSAMPLE)
+        self._fused_upsample_add = backend.fused_kernel(BLOOM_UPSAMPLE_ADD)
 
     def apply(self, light: Any, strength: float, threshold: float) -> Any:
         """`light += strength · glow(max(light − threshold, 0))`, in place; returns `light`.
 
-        `light` is (H, W) float32 on the device, in any unit (`threshold` in the same unit). Light
-        below the threshold does not glow, so dim tissue does not fog the background. A strength
-        of 0 leaves `light` untouched and costs nothing.
+        `light` is (H, W) float32 on the device (C-contiguous where the backend has fused
+        kernels), in any unit (`threshold` in the same unit). Light below the threshold does not
+        glow, so dim tissue does not fog the background. A strength of 0 leaves `light`
+        untouched and costs nothing.
         """
         if strength <= 0.0:
             return light
-        xp, small = self._xp, self._small
-        self._down(light, small)
-        small -= threshold
-        xp.maximum(small, 0.0, out=small)
+        small = self._small
+        self._downsample_above(light, float(threshold))
         self._ndimage.gaussian_filter(small, self._near_sigma, output=self._near, mode="wrap")
         self._ndimage.gaussian_filter(small, self._far_sigma, output=self._far, mode="wrap")
+        self._add_glow(light, float(strength))
+        return light
+
+    def _downsample_above(self, light: Any, threshold: float) -> None:
+        """`small = max(box_mean(light) − threshold, 0)`."""
+        small, factor = self._small, self._factor
+        if self._fused_downsample is not None:
+            width = light.shape[1]
+            self._fused_downsample(
+                small.size, small, light, width, factor, 1.0 / (factor * factor), threshold
+            )
+            return
+        self._down(light, small)
+        small -= threshold
+        self._xp.maximum(small, 0.0, out=small)
+
+    def _add_glow(self, light: Any, strength: float) -> None:
+        """`light += strength · upsample(NEAR_WEIGHT · near + FAR_WEIGHT · far)`."""
+        if self._fused_upsample_add is not None:
+            small_h, small_w = self._small.shape
+            grids = (self._near, self._far, light.shape[1], small_h, small_w, self._factor)
+            self._fused_upsample_add(light.size, light, *grids, NEAR_WEIGHT, FAR_WEIGHT, strength)
+            return
         self._near *= NEAR_WEIGHT
         self._far *= FAR_WEIGHT
         self._near += self._far
         self._up(self._near, light, scale=strength, accumulate=True)
-        return light

@@ -11,7 +11,10 @@ Per frame, all on the backend's device with preallocated buffers:
 5. one gather from a (value × t) colour table that bakes palette, hue rotation, brightness and a
    tanh tonemap (rebuilt on the host only when those change).
 The static offset and the dither that hides table quantisation come from `seed`, so the same
-settings, seed and input give the same frames on the same backend.
+settings, seed and input give the same frames on the same backend. Where the backend has fused
+kernels, steps 1, 2-4 and 5 are one launch each (`RENDER_DISPLAY`, `RENDER_SHADE`,
+`RENDER_COLOUR`; bloom adds two more and its Gaussian filters); the numpy sequences beside them
+are the reference and the CPU path.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ca_server.render.bloom import Bloom
+from ca_server.render.iridescent_kernels import RENDER_COLOUR, RENDER_DISPLAY, RENDER_SHADE
 from ca_server.render.palettes import (
     COORD_BINS,
     COORD_BINS_PER_UNIT,
@@ -106,19 +110,29 @@ class IridescentRenderer:
         self._xp = xp
         self.height, self.width = height, width
         shape = (height, width)
-        self._padded = xp.zeros((height + 2, width + 2), dtype=xp.float32)
-        self._display = self._padded[1:-1, 1:-1]
+        # All None on numpy, where the array sequences below run instead.
+        self._fused_display = backend.fused_kernel(RENDER_DISPLAY)
+        self._fused_shade = backend.fused_kernel(RENDER_SHADE)
+        self._fused_colour = backend.fused_kernel(RENDER_COLOUR)
         self._coord = xp.empty(shape, dtype=xp.float32)
         self._light = xp.empty(shape, dtype=xp.float32)
-        # Per-pixel scratch lives in row bands that stay in cache on the CPU; on the GPU one band
-        # covers the frame (fewer kernel launches).
-        band_rows = height if backend.is_gpu else max(1, min(height, CPU_BAND_PIXELS // width))
-        self._bands = [(top, min(top + band_rows, height)) for top in range(0, height, band_rows)]
-        band_shape = (band_rows, width)
-        self._slope = xp.empty(band_shape, dtype=xp.float32)
-        self._cross = xp.empty(band_shape, dtype=xp.float32)
-        self._edge = xp.empty(band_shape, dtype=xp.float32)
-        self._lut_index = xp.empty(band_shape, dtype=xp.int64)
+        if self._fused_display is not None:
+            # The shading kernel wraps its neighbour indices: no padding, no per-pixel scratch.
+            self._display = xp.zeros(shape, dtype=xp.float32)
+        else:
+            self._padded = xp.zeros((height + 2, width + 2), dtype=xp.float32)
+            self._display = self._padded[1:-1, 1:-1]
+            # Per-pixel scratch lives in row bands that stay in cache on the CPU; on the GPU one
+            # band covers the frame (fewer kernel launches).
+            band_rows = height if backend.is_gpu else max(1, min(height, CPU_BAND_PIXELS // width))
+            self._bands = [
+                (top, min(top + band_rows, height)) for top in range(0, height, band_rows)
+            ]
+            band_shape = (band_rows, width)
+            self._slope = xp.empty(band_shape, dtype=xp.float32)
+            self._cross = xp.empty(band_shape, dtype=xp.float32)
+            self._edge = xp.empty(band_shape, dtype=xp.float32)
+            self._lut_index = xp.empty(band_shape, dtype=xp.int64)
         self._ema: Any = None
         self._ema_primed = False
         self._thickener: _Thickener | None = None
@@ -180,8 +194,9 @@ class IridescentRenderer:
 
         `world`: (H, W) float32 density in [0, 1] on the backend's device; values outside are
         clipped. NaN never crashes or hangs the renderer, but NaN pixels and their neighbourhood
-        get undefined colours (black on numpy). Returns (H, W, 3) uint8 RGB on the same device,
-        written into `out` when given (C-contiguous, that shape and dtype), else a new array.
+        get undefined colours (black on numpy; the fused kernels render NaN as empty space).
+        Returns (H, W, 3) uint8 RGB on the same device, written into `out` when given
+        (C-contiguous, that shape and dtype), else a new array.
         """
         xp = self._xp
         if tuple(world.shape) != (self.height, self.width):
@@ -201,6 +216,8 @@ class IridescentRenderer:
                 f"{tuple(out.shape)} {out.dtype}"
             )
         settings = self._settings
+        if self._fused_display is not None:
+            return self._render_fused(world, settings, out)
         self._load_display(world, settings)
         if settings.thickness >= 0.5:
             self._thicken(settings.thickness)
@@ -213,6 +230,37 @@ class IridescentRenderer:
             index = self._quantise(top, bottom)
             pixels = out_pixels[top * self.width : bottom * self.width]
             gather(self._backend, lut, index.reshape(-1), out=pixels, axis=0)
+        return out
+
+    def _render_fused(self, world: Any, settings: RenderSettings, out: Any) -> Any:
+        """`render` as three launches plus bloom's (and the thickener's, when on)."""
+        xp, pixels, display = self._xp, self.height * self.width, self._display
+        if world.dtype != xp.float32 or not world.flags.c_contiguous:
+            world = xp.ascontiguousarray(world, dtype=xp.float32)
+        smoothing = settings.smoothing
+        ema_mode = 0 if smoothing <= 0.0 else 2 if self._ema_primed else 1
+        if ema_mode and self._ema is None:
+            self._ema = xp.empty((self.height, self.width), dtype=xp.float32)
+        self._ema_primed = ema_mode != 0
+        ema = display if self._ema is None else self._ema  # mode 0 never touches it
+        density_map = (settings.floor, settings.gain, ema_mode, 1.0 - smoothing)
+        self._fused_display(pixels, display, ema, world, *density_map)
+        if settings.thickness >= 0.5:
+            self._thicken(settings.thickness)
+        scale = self._slope_scale
+        gains = (
+            settings.film * COORD_BINS_PER_UNIT,
+            settings.iridescence * IRIDESCENCE_GAIN * scale * COORD_BINS_PER_UNIT,
+            settings.relief * RELIEF_GAIN * scale * LIGHT_UNIT,
+            AMBIENT_LIGHT * LIGHT_UNIT,
+            RIM_GAIN * scale * LIGHT_UNIT,
+        )
+        fields = (self._coord, self._light, display, self._coord_offset)
+        self._fused_shade(pixels, *fields, self.height, self.width, *gains)
+        self._bloom.apply(self._light, settings.bloom, BLOOM_THRESHOLD * LIGHT_UNIT)
+        lut = self._color_lut(settings)
+        limits = (COORD_BINS - 1.0, (VALUE_BINS - 2.0) ** 2, float(COORD_BINS), lut.shape[0] - 1.0)
+        self._fused_colour(pixels, out, self._coord, self._light, self._light_dither, lut, *limits)
         return out
 
     def _load_display(self, world: Any, settings: RenderSettings) -> None:

@@ -4,6 +4,8 @@ Everything here works on a `Backend`'s array module (numpy or CuPy) with buffers
 construction, so a frame allocates nothing full-size: an index gather (`gather`), a box-mean
 downsampler and a separable, pixel-centre-aligned bilinear upsampler with toroidal wrap. The
 upsampler is what keeps bloom smooth — no nearest-neighbour blocks — at a few full-frame passes.
+The same two resamplings are also given as CUDA C device functions (`BOX_SUM_CUDA`,
+`BILINEAR_TAP_CUDA`) for fused kernels that fold them into one launch (bloom's).
 """
 
 from __future__ import annotations
@@ -35,6 +37,48 @@ def pick_factor(height: int, width: int, target_cells: int, factors=(8, 4, 2)) -
         ):
             return factor
     return 1
+
+
+# `ca_box_sum`: the sum of one factor x factor block of a row-major float32 image, added in the
+# order numpy's sums in BoxDownsampler use (down each column in sequence, then across: in
+# sequence below 8, pairwise at 8, numpy's unrolled reduction), so for the factors `pick_factor`
+# picks a host build of a kernel using it matches BoxDownsampler bit for bit.
+BOX_SUM_CUDA = r"""
+__device__ __forceinline__ float ca_column_sum(const float* top, const int width, const int rows) {
+    float sum = top[0];
+    for (int dy = 1; dy < rows; ++dy) sum += top[(long long)dy * width];
+    return sum;
+}
+__device__ __forceinline__ float ca_box_sum(
+    const float* image, const long long top, const int left, const int width, const int factor) {
+    const float* corner = image + top * width + left;
+    if (factor == 8) {  // written out: an array of column sums would live in local memory
+        const float c01 = ca_column_sum(corner, width, 8) + ca_column_sum(corner + 1, width, 8);
+        const float c23 = ca_column_sum(corner + 2, width, 8) + ca_column_sum(corner + 3, width, 8);
+        const float c45 = ca_column_sum(corner + 4, width, 8) + ca_column_sum(corner + 5, width, 8);
+        const float c67 = ca_column_sum(corner + 6, width, 8) + ca_column_sum(corner + 7, width, 8);
+        return (c01 + c23) + (c45 + c67);
+    }
+    float sum = ca_column_sum(corner, width, factor);
+    for (int dx = 1; dx < factor; ++dx) sum += ca_column_sum(corner + dx, width, factor);
+    return sum;
+}
+"""
+
+# `ca_bilinear_tap`: for full-size index j of a x factor upsampling, the two small-grid cells it
+# blends (wrapped) and the weight of the second, at the pixel-centre positions BilinearUpsampler
+# uses. Exact in float32 for the power-of-two factors `pick_factor` picks.
+BILINEAR_TAP_CUDA = r"""
+__device__ __forceinline__ void ca_bilinear_tap(
+    const int j, const int factor, const int small_n, int* first, int* second, float* weight) {
+    const float position = ((float)(j % factor) + 0.5f) / (float)factor - 0.5f;
+    const float below = floorf(position);
+    const int cell = j / factor + (int)below;
+    *first = ca_wrap(cell, small_n);
+    *second = ca_wrap(cell + 1, small_n);
+    *weight = position - below;
+}
+"""
 
 
 class BoxDownsampler:

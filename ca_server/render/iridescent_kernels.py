@@ -1,0 +1,85 @@
+"""The iridescent renderer's fused kernels: a frame in three launches on the GPU (plus bloom).
+
+Each is the CUDA C twin of a stage of `IridescentRenderer` (ca_server/render/iridescent.py), whose
+numpy sequence stays the reference and the CPU path: RENDER_DISPLAY (density to display field,
+with the smoothing EMA), RENDER_SHADE (film coordinate and light) and RENDER_COLOUR (quantise and
+colour-table gather into the (H, W, 3) uint8 frame). Arrays are (H, W) float32 on the device
+unless a kernel says otherwise.
+"""
+
+from __future__ import annotations
+
+from ca_server.fused import KernelSource
+
+# Step 1: display = clip((world − floor)·gain, 0, 1), then with `ema_mode` 1 (first smoothed
+# frame) ema = display, with 2 ema += (display − ema)·keep and display = ema. fminf/fmaxf clip
+# a NaN to 0 (ca_clip01 would keep it, as numpy does), so no NaN reaches the EMA, where it would
+# stay, or bloom, which would spread it across the frame.
+RENDER_DISPLAY = KernelSource(
+    "render_display",
+    r"""
+extern "C" __global__ void render_display(
+    float* __restrict__ display, float* ema, const float* __restrict__ world,
+    const float density_floor, const float gain, const int ema_mode, const float keep,
+    const long long n) {
+    CA_FOR_EACH(i, n) {
+        float value = fminf(fmaxf((world[i] - density_floor) * gain, 0.0f), 1.0f);
+        if (ema_mode == 2) {
+            const float previous = ema[i];
+            value = previous + (value - previous) * keep;
+        }
+        if (ema_mode != 0) ema[i] = value;
+        display[i] = value;
+    }
+}
+""",
+)
+
+# Steps 2-4 before bloom: diagonal differences with wrapped neighbours (no padded copy), then the
+# film coordinate in LUT bins and the light in LIGHT_UNITs, in the numpy sequence's order.
+RENDER_SHADE = KernelSource(
+    "render_shade",
+    r"""
+extern "C" __global__ void render_shade(
+    float* __restrict__ coord, float* __restrict__ light, const float* __restrict__ display,
+    const float* __restrict__ coord_offset, const int height, const int width,
+    const float film_gain, const float iridescence_gain, const float relief_gain,
+    const float ambient, const float rim_gain, const long long n) {
+    CA_FOR_EACH(i, n) {
+        const int y = (int)(i / width), x = (int)(i % width);
+        const long long above = (long long)ca_wrap(y - 1, height) * width;
+        const long long below = (long long)ca_wrap(y + 1, height) * width;
+        const int left = ca_wrap(x - 1, width), right = ca_wrap(x + 1, width);
+        const float slope = display[below + right] - display[above + left];
+        const float cross = display[below + left] - display[above + right];
+        const float edge = fabsf(slope) + fabsf(cross);
+        const float density = display[i];
+        coord[i] = (density * film_gain + coord_offset[i]) - edge * iridescence_gain;
+        light[i] = (slope * relief_gain + ambient) * density + edge * rim_gain;
+    }
+}
+""",
+)
+
+# Step 5: quantise to a flat table index and gather its RGB. The index is clamped to the table
+# (a NaN fails fmaxf and lands on 0) before the cast, so no input can read outside it.
+RENDER_COLOUR = KernelSource(
+    "render_colour",
+    r"""
+extern "C" __global__ void render_colour(
+    unsigned char* __restrict__ rgb, const float* __restrict__ coord,
+    const float* __restrict__ light, const float* __restrict__ light_dither,
+    const unsigned char* __restrict__ lut, const float coord_max, const float light_max,
+    const float coord_bins, const float last_row, const long long n) {
+    CA_FOR_EACH(i, n) {
+        const float column = fminf(fmaxf(coord[i], 0.0f), coord_max);
+        const float value = sqrtf(fminf(fmaxf(light[i], 0.0f), light_max));
+        const float flat = floorf(value + light_dither[i]) * coord_bins + column;
+        const long long row = (long long)fminf(fmaxf(flat, 0.0f), last_row);
+        rgb[3 * i] = lut[3 * row];
+        rgb[3 * i + 1] = lut[3 * row + 1];
+        rgb[3 * i + 2] = lut[3 * row + 2];
+    }
+}
+""",
+)
