@@ -14,7 +14,7 @@ from host_cuda import compiler_available, host_fused_backend, nvcc_check
 
 from ca_server.render import IridescentRenderer
 from ca_server.render.bloom import BLOOM_DOWNSAMPLE, BLOOM_UPSAMPLE_ADD, Bloom
-from ca_server.render.iridescent import RENDER_COLOUR, RENDER_DISPLAY, RENDER_SHADE
+from ca_server.render.iridescent_kernels import RENDER_COLOUR, RENDER_DISPLAY, RENDER_SHADE
 from ca_server.render.palettes import COORD_BINS, VALUE_BINS
 from ca_server.xp import numpy_backend
 
