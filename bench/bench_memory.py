@@ -1,6 +1,6 @@
 """Benchmark the simulation's memory per preset and size: steady state and the peak of a change.
 
-`python bench/bench_memory.py [--backend numpy|cupy] [--sizes 512 1024] [--presets coral ...]
+`python bench/bench_memory.py [--backend numpy|fused-cpu|cupy] [--sizes 512 1024] [--presets ...]
 [--frames 30] [--change-to medusa]`
 Each row runs in a fresh process, so caches of an earlier row (FFT plans, noise pools, the CuPy
 pool's cached blocks) are not counted against a later one. A row builds the Simulation, runs
@@ -10,16 +10,22 @@ peak. On CuPy "steady" is the pool's bytes in use and "peak" the bytes the pool 
 every block it ever needed; cuFFT work areas come from it too). On numpy both come from
 tracemalloc, which sees every numpy allocation: the same arrays a GPU run would hold, plus the
 CPU path's scratch (scipy.fft's buffers, the renderer's row bands), so it is an upper bound for
-the GPU and a guide to what to shrink when no GPU is at hand. Output is a Markdown table.
+the GPU and a guide to what to shrink when no GPU is at hand. "fused-cpu" is the closest stand-in
+for a GPU run without one: numpy arrays, but the fused kernels the GPU path runs (compiled for the
+CPU by the tests' host harness, tests/host_cuda.py, with g++), so it holds the GPU path's buffers
+rather than the numpy path's; its FFTs still allocate like scipy.fft, not cuFFT. Output is a
+Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 from ca_server.presets import load_preset, preset_names
@@ -32,9 +38,14 @@ CHANGE_TO = {"lenia": "medusa", "gray_scott": "coral", "smoothlife": "coral", "m
 
 def measure_row(backend_name: str, name: str, size: int, frames: int, change_to: str) -> dict:
     """Run one row in this process; returns steady and peak MiB."""
-    if backend_name == "numpy":
+    if backend_name in ("numpy", "fused-cpu"):
         tracemalloc.start()
         backend = numpy_backend()
+        if backend_name == "fused-cpu":
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+            from host_cuda import HostKernelCompiler
+
+            backend = dataclasses.replace(backend, kernel_compiler=HostKernelCompiler())
     else:
         try:
             backend = cupy_backend(0)
@@ -42,7 +53,7 @@ def measure_row(backend_name: str, name: str, size: int, frames: int, change_to:
             sys.exit(f"bench_memory: {exc}")
     from ca_server.simulation import Simulation  # after tracemalloc.start: count its arrays
 
-    baseline = tracemalloc.get_traced_memory()[0] if backend_name == "numpy" else 0
+    baseline = 0 if backend.is_gpu else tracemalloc.get_traced_memory()[0]
     sim = Simulation(backend, width=size, height=size, preset=name, seed=0)
     frame = backend.xp.empty((size, size, 3), backend.xp.uint8)
     for _ in range(frames):
@@ -57,10 +68,10 @@ def measure_row(backend_name: str, name: str, size: int, frames: int, change_to:
         sim.render(out=frame)
         changed_frames += 1
     backend.synchronize()
-    if backend_name == "numpy":
-        peak = tracemalloc.get_traced_memory()[1] - baseline
-    else:
+    if backend.is_gpu:
         peak = backend.xp.get_default_memory_pool().total_bytes()
+    else:
+        peak = tracemalloc.get_traced_memory()[1] - baseline
     return {"steady_mib": steady / MIB, "peak_mib": peak / MIB, "change_frames": changed_frames}
 
 
@@ -72,7 +83,7 @@ def _in_use(backend: Any, baseline: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    parser.add_argument("--backend", choices=("numpy", "fused-cpu", "cupy"), default="numpy")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--presets", nargs="+", default=None, help="default: one per engine")
     parser.add_argument("--frames", type=int, default=30)
