@@ -1,8 +1,8 @@
 """Flow-field advection: drift a scalar field along a mix of seven fixed vector fields each step.
 
-The seven unit fields (radial, rotate, swirl, bubble, ring, vortex, vertical) are built once per
-frame size over coordinates normalised by half the shorter side and kept on the host: they are
-only read by `set_strengths`, which mixes them into one velocity field, v = 0.8 px × Σ
+The seven unit fields (radial, rotate, swirl, bubble, ring, vortex, vertical) are built on the
+host over coordinates normalised by half the shorter side, by `set_strengths` alone (and then
+dropped), which mixes them into one velocity field, v = 0.8 px × Σ
 strength_k · field_k, and its semi-Lagrangian backward trace. On numpy the trace is, for every
 pixel, the flat index of the top-left source cell in a wrap-padded copy of the field plus the two
 bilinear weights, and `advect` is a pad copy, four gathers with one index array and a few
@@ -133,8 +133,6 @@ class FlowAdvector:
         self._xp = xp
         self.height, self.width = height, width
         self.pixels_per_step = float(pixels_per_step)
-        # Host only: read once per set_strengths (58.7 MB at 1024², no use on the device).
-        self._fields = build_flow_fields(height, width)
         self._fused_advect = backend.fused_kernel(FLOW_ADVECT)
         # Fused path: the displacement (2, H, W) and a scratch frame for in-place calls, both
         # float32 on the device and allocated on the first active mix (an idle flow holds none).
@@ -188,9 +186,11 @@ class FlowAdvector:
         xp = self._xp
         height, width = self.height, self.width
         # Backward trace: the value arriving at p comes from p − v, i.e. displacement −v.
+        # The unit fields are built here and dropped: 58.7 MB at 1024², needed only for this sum.
+        fields = build_flow_fields(height, width)
         displacement = np.zeros((2, height, width), dtype=np.float32)
         for k, strength in used:
-            displacement -= (self.pixels_per_step * strength) * self._fields[k]
+            displacement -= (self.pixels_per_step * strength) * fields[k]
         # Floor and fraction of the small displacement itself (not of y − v), which keeps the
         # weights exact to float32 even at large coordinates.
         whole = np.floor(displacement)
