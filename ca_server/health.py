@@ -178,13 +178,14 @@ class HealthMonitor:
         self.stride = max(1, min(height, width) // HEALTH_VIEW_PX)
         view_shape = (len(range(0, height, self.stride)), len(range(0, width, self.stride)))
         self._previous_view = backend.xp.zeros(view_shape, backend.xp.float32)
-        self._difference = backend.xp.empty(view_shape, backend.xp.float32)
         self._view_shape, self._world_width = view_shape, width
         self._fused_partials = backend.fused_kernel(HEALTH_PARTIALS)
         self._fused_totals = backend.fused_kernel(HEALTH_TOTALS)
         if self._fused_partials is not None:
             self._partials = backend.xp.empty(4 * HEALTH_PARTIAL_SLOTS, backend.xp.float32)
             self._stats = backend.xp.empty(4, backend.xp.float32)
+        else:
+            self._difference = backend.xp.empty(view_shape, backend.xp.float32)
         self._has_previous = False
         self.counters = HealthCounters()
         self.mass = self.alive = self.activity = self.peak = 0.0

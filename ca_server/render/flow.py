@@ -2,8 +2,8 @@
 
 The seven unit fields (radial, rotate, swirl, bubble, ring, vortex, vertical) are built on the
 host over coordinates normalised by half the shorter side, by `set_strengths` alone (and then
-dropped), which mixes them into one velocity field, v = 0.8 px × Σ
-strength_k · field_k, and its semi-Lagrangian backward trace. On numpy the trace is, for every
+dropped), which mixes them into one velocity field, v = 0.8 px × Σ strength_k · field_k, and its
+semi-Lagrangian backward trace. On numpy the trace is, for every
 pixel, the flat index of the top-left source cell in a wrap-padded copy of the field plus the two
 bilinear weights, and `advect` is a pad copy, four gathers with one index array and a few
 multiply-adds — about a tenth of `map_coordinates(order=1)` on the CPU and the same result as
@@ -149,11 +149,8 @@ class FlowAdvector:
         self._index = xp.empty(shape, dtype=xp.int64)
         self._weight_y = xp.empty(shape, dtype=xp.float32)
         self._weight_x = xp.empty(shape, dtype=xp.float32)
-        # On the CPU, work in row bands whose taps and weights stay in cache (≈ 2× faster at
-        # 1024²); on the GPU one band is the whole frame (fewer kernel launches).
-        band_rows = (
-            height if self._backend.is_gpu else max(1, min(height, CPU_BAND_PIXELS // width))
-        )
+        # Work in row bands whose taps and weights stay in the CPU's cache (≈ 2× faster at 1024²).
+        band_rows = max(1, min(height, CPU_BAND_PIXELS // width))
         self._bands = [(top, min(top + band_rows, height)) for top in range(0, height, band_rows)]
         self._taps = [xp.empty((band_rows, width), dtype=xp.float32) for _ in range(4)]
         self._margin = 0

@@ -122,9 +122,8 @@ class IridescentRenderer:
         else:
             self._padded = xp.zeros((height + 2, width + 2), dtype=xp.float32)
             self._display = self._padded[1:-1, 1:-1]
-            # Per-pixel scratch lives in row bands that stay in cache on the CPU; on the GPU one
-            # band covers the frame (fewer kernel launches).
-            band_rows = height if backend.is_gpu else max(1, min(height, CPU_BAND_PIXELS // width))
+            # Per-pixel scratch lives in row bands that stay in cache on the CPU.
+            band_rows = max(1, min(height, CPU_BAND_PIXELS // width))
             self._bands = [
                 (top, min(top + band_rows, height)) for top in range(0, height, band_rows)
             ]
