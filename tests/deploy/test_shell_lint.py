@@ -1,4 +1,4 @@
-"""Every deploy script and test fake passes shellcheck (with -x to follow sourced files) and
+"""Every deploy script, bench script and test fake passes shellcheck (with -x to follow sourced files) and
 `bash -n`; the Python helpers in deploy/ compile."""
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FAKES = Path(__file__).resolve().parent / "fakes"
-SCRIPTS = sorted((REPO / "deploy").rglob("*.sh")) + sorted(
-    p for p in FAKES.iterdir() if p.is_file() and p.suffix == ""
+SCRIPTS = (
+    sorted((REPO / "deploy").rglob("*.sh"))
+    + sorted((REPO / "bench").glob("*.sh"))
+    + sorted(p for p in FAKES.iterdir() if p.is_file() and p.suffix == "")
 )
 
 
