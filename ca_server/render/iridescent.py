@@ -2,7 +2,7 @@
 
 Per frame, all on the backend's device with preallocated buffers:
 1. display field = clip((world − floor)·gain, 0, 1); optional temporal EMA (binary
-   engines) and optional strand thickening;
+   engines) and optional strand thickening (`StrandThickener`, render/thicken.py);
 2. two diagonal central differences (periodic) give a raking-light term (light from the top left)
    and an edge strength;
 3. film coordinate t = film·density − iridescence·edge + a static, seeded spatial offset — so the
@@ -13,8 +13,8 @@ Per frame, all on the backend's device with preallocated buffers:
 The static offset and the dither that hides table quantisation come from `seed`, so the same
 settings, seed and input give the same frames on the same backend. Where the backend has fused
 kernels, steps 1, 2-4 and 5 are one launch each (`RENDER_DISPLAY`, `RENDER_SHADE`,
-`RENDER_COLOUR`; bloom adds two more and its Gaussian filters); the numpy sequences beside them
-are the reference and the CPU path.
+`RENDER_COLOUR`; bloom and the thickener add two more each and their small filters); the numpy
+sequences beside them are the reference and the CPU path.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from ca_server.render.palettes import (
     build_color_lut,
     palette_by_name,
 )
-from ca_server.render.resample import BilinearUpsampler, BoxDownsampler, gather, pick_factor
+from ca_server.render.resample import gather
 from ca_server.render.settings import RenderSettings, validate_setting
+from ca_server.render.thicken import StrandThickener
 from ca_server.xp import Backend
 
 # Shading gains, tuned by eye at 512² (slopes are rescaled to that reference size).
@@ -134,7 +135,7 @@ class IridescentRenderer:
             self._lut_index = xp.empty(band_shape, dtype=xp.int64)
         self._ema: Any = None
         self._ema_primed = False
-        self._thickener: _Thickener | None = None
+        self._thickener: StrandThickener | None = None
         self._bloom = Bloom(backend, height, width)
         self._slope_scale = min(height, width) / REFERENCE_SIZE_PX
         rng = np.random.default_rng([seed, 0xD17])
@@ -291,7 +292,7 @@ class IridescentRenderer:
 
     def _thicken(self, thickness_px: float) -> None:
         if self._thickener is None:
-            self._thickener = _Thickener(self._backend, self.height, self.width)
+            self._thickener = StrandThickener(self._backend, self.height, self.width)
         self._thickener.apply(self._display, thickness_px, scratch=self._light)
 
     def _wrap_padding(self) -> None:
@@ -354,31 +355,3 @@ class IridescentRenderer:
             self._lut = self._xp.asarray(table)
             self._lut_key = key
         return self._lut
-
-
-class _Thickener:
-    """Fattens and softens strands: display = max(display, blur(dilate(downsampled display)))."""
-
-    def __init__(self, backend: Backend, height: int, width: int) -> None:
-        xp = backend.xp
-        self._xp = xp
-        self._ndimage = backend.ndimage
-        factor = pick_factor(height, width, target_cells=32, factors=(4, 2))
-        self._factor = factor
-        self._down = BoxDownsampler(backend, height, width, factor)
-        self._up = BilinearUpsampler(backend, *self._down.small_shape, factor)
-        self._small = xp.empty(self._down.small_shape, dtype=xp.float32)
-        self._small_tmp = xp.empty_like(self._small)
-
-    def apply(self, display: Any, thickness_px: float, scratch: Any) -> None:
-        """Thicken `display` ((H, W) float32 in [0, 1], device) in place; `scratch` is (H, W)."""
-        xp, ndimage, factor = self._xp, self._ndimage, self._factor
-        self._down(display, self._small)
-        size = round(thickness_px / factor)
-        if size >= 2:
-            ndimage.maximum_filter(self._small, size=size, output=self._small_tmp, mode="wrap")
-            self._small, self._small_tmp = self._small_tmp, self._small
-        sigma = max(0.5, thickness_px / (2 * factor))
-        ndimage.gaussian_filter(self._small, sigma, output=self._small_tmp, mode="wrap")
-        self._up(self._small_tmp, scratch)
-        xp.maximum(display, scratch, out=display)

@@ -16,12 +16,22 @@ from ca_server.render import IridescentRenderer
 from ca_server.render.bloom import BLOOM_DOWNSAMPLE, BLOOM_UPSAMPLE_ADD, Bloom
 from ca_server.render.iridescent_kernels import RENDER_COLOUR, RENDER_DISPLAY, RENDER_SHADE
 from ca_server.render.palettes import COORD_BINS, VALUE_BINS
+from ca_server.render.resample import BilinearUpsampler
+from ca_server.render.thicken import THICKEN_DOWNSAMPLE, THICKEN_UPSAMPLE_MAX, StrandThickener
 from ca_server.xp import numpy_backend
 
 pytestmark = pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
 
 SIZE = 128
-RENDER_KERNELS = (RENDER_DISPLAY, RENDER_SHADE, RENDER_COLOUR, BLOOM_DOWNSAMPLE, BLOOM_UPSAMPLE_ADD)
+RENDER_KERNELS = (
+    RENDER_DISPLAY,
+    RENDER_SHADE,
+    RENDER_COLOUR,
+    BLOOM_DOWNSAMPLE,
+    BLOOM_UPSAMPLE_ADD,
+    THICKEN_DOWNSAMPLE,
+    THICKEN_UPSAMPLE_MAX,
+)
 NVCC = shutil.which("nvcc")
 
 
@@ -126,6 +136,68 @@ def test_fused_bloom_matches_numpy(height, width, factor):
     # strength-scaled tap weights (rounded from float64 on numpy, float32 in the kernel) may
     # differ, by an ulp.
     np.testing.assert_allclose(fused, reference, rtol=2e-6, atol=1e-6)
+
+
+def test_thickening_is_two_launches_per_frame():
+    backend = host_fused_backend()
+    renderer = IridescentRenderer(backend, SIZE, SIZE, settings={"thickness": 5.0, "bloom": 0.7})
+    frames = 3
+    for seed in range(frames):
+        renderer.render(creature_world(SIZE, SIZE, seed))
+    launches = backend.kernel_compiler.launches
+    assert launches["thicken_downsample"] == launches["thicken_upsample_max"] == frames
+    assert sum(launches.values()) == 7 * frames  # display, shade, colour, bloom's two, these two
+
+
+# The host build (-ffp-contract=off) runs the numpy sequence's float32 operations in its order:
+# box sums as BoxDownsampler adds them, the same ndimage calls on identical small grids, tap
+# weights exact for factors 1, 2 and 4 and each product and sum rounded as numpy rounds it. So
+# the thickened fields are bit-identical here (NaN where numpy has NaN); the GPU contracts
+# products into FMAs, and test_render_gpu.py's frame tolerance covers that.
+@pytest.mark.parametrize(
+    ("height", "width", "factor"), [(SIZE, SIZE, 4), (96, 160, 2), (48, 80, 1)]
+)
+def test_fused_thickener_matches_numpy(height, width, factor):
+    numpy_thickener = StrandThickener(numpy_backend(1), height, width)
+    fused_thickener = StrandThickener(host_fused_backend(), height, width)
+    assert fused_thickener._factor == factor
+    scratch = np.empty((height, width), np.float32)
+    # Thickness / factor rounds below and at or above 2, so both maximum-filter branches run,
+    # and one thickener serves them all in turn, as a live thickness change does.
+    for seed, thickness in enumerate((1.0, 3.0, 5.0, 9.0, 2.0)):
+        display = creature_world(height, width, seed) ** 3  # thin, faint strands
+        reference, fused = display.copy(), display.copy()
+        numpy_thickener.apply(reference, thickness, scratch)
+        fused_thickener.apply(fused, thickness, scratch)
+        assert (reference >= display).all() and (reference > display).mean() > 0.05
+        np.testing.assert_array_equal(fused, reference)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_fused_thickener_keeps_nan_as_numpy_does():
+    display = creature_world(96, 160, 5)
+    display[30:34, 50:58] = np.nan
+    reference, fused = display.copy(), display.copy()
+    StrandThickener(numpy_backend(1), 96, 160).apply(reference, 4.0, np.empty_like(display))
+    StrandThickener(host_fused_backend(), 96, 160).apply(fused, 4.0, np.empty_like(display))
+    assert np.isnan(reference).any() and not np.isnan(reference).all()
+    np.testing.assert_array_equal(fused, reference)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_upsample_max_kernel_keeps_a_nan_from_either_side():
+    launch = host_fused_backend().fused_kernel(THICKEN_UPSAMPLE_MAX)
+    rng = np.random.default_rng(0)
+    small = rng.random((4, 6), dtype=np.float32)
+    small[0, 0] = np.nan  # spreads to the pixels around small cell (0, 0), with wrap
+    display = rng.random((8, 12), dtype=np.float32)
+    display[5, 7] = np.nan  # far from the NaN cell: the upsampled value there is finite
+    upsampled = BilinearUpsampler(numpy_backend(1), 4, 6, 2)(small, np.empty_like(display))
+    assert np.isfinite(upsampled[5, 7]) and np.isnan(upsampled[-1, -1])
+    expected = np.maximum(display, upsampled)
+    launch(display.size, display, small, 12, 4, 6, 2)
+    assert np.isnan(display[5, 7]) and np.isnan(display[-1, -1])
+    np.testing.assert_array_equal(display, expected)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")

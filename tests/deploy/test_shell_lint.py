@@ -1,5 +1,5 @@
-"""Every deploy script, bench script and test fake passes shellcheck (with -x to follow sourced files) and
-`bash -n`; the Python helpers in deploy/ compile."""
+"""Every deploy script, bench script and test fake passes shellcheck (with -x to follow sourced
+files) and `bash -n`; the Python helpers in deploy/ compile."""
 
 from __future__ import annotations
 
