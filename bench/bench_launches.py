@@ -9,8 +9,12 @@ slice assignment, FFT and filter on a frame-loop array counts as one operation, 
 count one each. "numpy" is the reference chain; "fused" is the same frames with the fused kernels,
 compiled for the CPU by the tests' host harness (tests/host_cuda.py: g++, no GPU). Counts are
 per video frame at speed 1 in steady state (after the warm-up, no preset change), averaged over
-`--frames`; an FFT counts once although cuFFT may split it into two or three kernels. Output is a
-Markdown table.
+`--frames`; an FFT counts once although cuFFT may split it into two or three kernels. The last
+column is the host's own time per frame on the fused path: wall time per frame minus the time
+inside fused launches, FFTs and filters, i.e. the Python of tick and render (argument conversion
+of the launches included) plus the few remaining numpy operations (a few µs each at 128²), over
+`--host-frames` frames. A GPU frame pays this on top of CuPy's dispatch per operation.
+Output is a Markdown table.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,22 +130,93 @@ def operations_per_frame(name: str, size: int, frames: int, fused: bool) -> tupl
     return (OPERATIONS[0] - before_ops + fused_launches) / frames, fused_launches / frames
 
 
+class TimedLibrary:
+    """Wraps scipy.fft or scipy.ndimage: each call's wall time is added to `seconds[0]`."""
+
+    def __init__(self, module: Any, seconds: list[float]) -> None:
+        self._module, self._seconds = module, seconds
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._module, name)
+        if not callable(attribute) or isinstance(attribute, type):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                self._seconds[0] += time.perf_counter() - started
+
+        return call
+
+
+class TimedKernelCompiler(HostKernelCompiler):
+    """Host-compiled fused kernels whose launches add their wall time to `seconds[0]`."""
+
+    def __init__(self, seconds: list[float]) -> None:
+        super().__init__()
+        self._seconds = seconds
+
+    def compile(self, source: Any) -> Any:
+        launch, seconds = super().compile(source), self._seconds
+
+        def timed_launch(*args: Any) -> None:
+            started = time.perf_counter()
+            launch(*args)
+            seconds[0] += time.perf_counter() - started
+
+        return timed_launch
+
+
+def host_microseconds_per_frame(name: str, size: int, frames: int) -> float:
+    """Wall µs per frame outside fused launches, FFTs and filters (fused path, `size`²)."""
+    import scipy.fft
+    import scipy.ndimage
+
+    in_operations = [0.0]
+    backend = dataclasses.replace(
+        numpy_backend(1),
+        fft=TimedLibrary(scipy.fft, in_operations),
+        ndimage=TimedLibrary(scipy.ndimage, in_operations),
+        kernel_compiler=TimedKernelCompiler(in_operations),
+    )
+    sim = Simulation(backend, width=size, height=size, preset=name, seed=0)
+    frame = np.empty((size, size, 3), np.uint8)
+    for _ in range(10):
+        sim.tick()
+        sim.render(out=frame)
+    in_operations[0] = 0.0
+    started = time.perf_counter()
+    for _ in range(frames):
+        sim.tick()
+        sim.render(out=frame)
+    elapsed = time.perf_counter() - started
+    return (elapsed - in_operations[0]) / frames * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=None, help="default: every preset")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--host-frames", type=int, default=300)
     args = parser.parse_args()
     if not compiler_available():
         sys.exit("bench_launches: g++ is needed to build the fused kernels for the CPU")
     print(f"device operations per frame at {args.size}², speed 1, steady state")
-    print("| preset | engine | numpy ops/frame | fused path ops/frame | of which fused kernels |")
-    print("|---|---|---|---|---|")
+    print(
+        "| preset | engine | numpy ops/frame | fused path ops/frame | of which fused kernels "
+        "| host µs/frame outside operations (fused) |"
+    )
+    print("|---|---|---|---|---|---|")
     for name in args.presets or preset_names():
         reference, _ = operations_per_frame(name, args.size, args.frames, fused=False)
         fused, kernels = operations_per_frame(name, args.size, args.frames, fused=True)
+        host_us = host_microseconds_per_frame(name, args.size, args.host_frames)
         engine = load_preset(name).engine
-        print(f"| {name} | {engine} | {reference:.1f} | {fused:.1f} | {kernels:.1f} |", flush=True)
+        counts = f"{reference:.1f} | {fused:.1f} | {kernels:.1f}"
+        print(f"| {name} | {engine} | {counts} | {host_us:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
