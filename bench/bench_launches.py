@@ -11,9 +11,10 @@ compiled for the CPU by the tests' host harness (tests/host_cuda.py: g++, no GPU
 per video frame at speed 1 in steady state (after the warm-up, no preset change), averaged over
 `--frames`; an FFT counts once although cuFFT may split it into two or three kernels. The last
 column is the host's own time per frame on the fused path: wall time per frame minus the time
-inside fused launches, FFTs and filters, i.e. the Python of tick and render (argument conversion
-of the launches included) plus the few remaining numpy operations (a few µs each at 128²), over
-`--host-frames` frames. A GPU frame pays this on top of CuPy's dispatch per operation.
+inside fused launches (their argument conversion too, part of a launch's dispatch on CuPy as
+well), FFTs and filters, i.e. the Python of tick and render plus the few remaining numpy
+operations (a few µs each at 128²), over `--host-frames` frames. A GPU frame pays this on top of
+CuPy's dispatch per operation.
 Output is a Markdown table.
 """
 

@@ -13,8 +13,10 @@ CPU path's scratch (scipy.fft's buffers, the renderer's row bands), so it is an 
 the GPU and a guide to what to shrink when no GPU is at hand. "fused-cpu" is the closest stand-in
 for a GPU run without one: numpy arrays, but the fused kernels the GPU path runs (compiled for the
 CPU by the tests' host harness, tests/host_cuda.py, with g++), so it holds the GPU path's buffers
-rather than the numpy path's; its FFTs still allocate like scipy.fft, not cuFFT. Output is a
-Markdown table.
+rather than the numpy path's; its FFTs still allocate like scipy.fft, not cuFFT. "allocated per
+frame" checks that the steady loop is allocation-free, over 5 more steady frames: on CuPy the
+bytes the frame takes from the pool (every request counted, e.g. each FFT's output), on numpy the
+largest rise above the frame's starting memory (tracemalloc). Output is a Markdown table.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def measure_row(backend_name: str, name: str, size: int, frames: int, change_to:
         sim.render(out=frame)
     backend.synchronize()
     steady = _in_use(backend, baseline)
+    peak_before = 0 if backend.is_gpu else tracemalloc.get_traced_memory()[1] - baseline
+    allocated = _allocated_per_frame(backend, sim, frame, frames=5)
     sim.set_preset(change_to)
     changed_frames = 0
     while (sim.health()["warming"] or sim.health()["crossfading"]) and changed_frames < 100_000:
@@ -71,8 +75,45 @@ def measure_row(backend_name: str, name: str, size: int, frames: int, change_to:
     if backend.is_gpu:
         peak = backend.xp.get_default_memory_pool().total_bytes()
     else:
-        peak = tracemalloc.get_traced_memory()[1] - baseline
-    return {"steady_mib": steady / MIB, "peak_mib": peak / MIB, "change_frames": changed_frames}
+        peak = max(peak_before, tracemalloc.get_traced_memory()[1] - baseline)
+    return {
+        "steady_mib": steady / MIB,
+        "allocated_kib": allocated / 1024,
+        "peak_mib": peak / MIB,
+        "change_frames": changed_frames,
+    }
+
+
+def _allocated_per_frame(backend: Any, sim: Any, frame: Any, frames: int) -> float:
+    """Bytes one steady frame allocates, the largest over `frames` (see the module docstring)."""
+    if not backend.is_gpu:  # tracemalloc is running; its peak is reset here, the caller kept it
+        largest = 0
+        for _ in range(frames):
+            tracemalloc.reset_peak()
+            start = tracemalloc.get_traced_memory()[0]
+            sim.tick()
+            sim.render(out=frame)
+            largest = max(largest, tracemalloc.get_traced_memory()[1] - start)
+        return largest
+
+    class PoolRequests(backend.xp.cuda.MemoryHook):
+        """Adds up the bytes of every request to the CuPy memory pool."""
+
+        name = "bench_memory_pool_requests"
+
+        def __init__(self) -> None:
+            self.requested = 0
+
+        def malloc_preprocess(self, **kwargs: Any) -> None:
+            self.requested += kwargs["mem_size"]
+
+    largest = 0
+    for _ in range(frames):
+        with PoolRequests() as requests:
+            sim.tick()
+            sim.render(out=frame)
+        largest = max(largest, requests.requested)
+    return largest
 
 
 def _in_use(backend: Any, baseline: int) -> int:
@@ -101,8 +142,11 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown preset(s) {', '.join(unknown)}")
     print(f"backend {args.backend}; {args.frames} steady frames, then one preset change")
-    print("| preset | size | steady MiB | peak MiB (with a change) | changed to | change frames |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| preset | size | steady MiB | allocated per frame KiB | peak MiB (with a change) "
+        "| changed to | change frames |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for name in names:
             command = [sys.executable, __file__, "--backend", args.backend, "--one", name]
@@ -114,7 +158,8 @@ def main() -> None:
                 sys.exit(f"bench_memory: {name} at {size}: {result.stderr.strip()}")
             row = json.loads(result.stdout.strip().splitlines()[-1])
             print(
-                f"| {name} | {size} | {row['steady_mib']:.0f} | {row['peak_mib']:.0f} | "
+                f"| {name} | {size} | {row['steady_mib']:.0f} | {row['allocated_kib']:.0f} | "
+                f"{row['peak_mib']:.0f} | "
                 f"{row['change_to']} | {row['change_frames']} |",
                 flush=True,
             )
