@@ -40,17 +40,15 @@ step() {
         cupy.cuda.runtime.runtimeGetVersion(), "driver", cupy.cuda.runtime.driverGetVersion())'
 } 2>&1 | tee "$RESULTS_DIR/machine.txt" || true  # a missing tool is in the log; go on
 
+step gpu_tests "$PYTHON" -m pytest -q -rs -m gpu tests/ca -p no:cacheprovider
+if grep -q " skipped" "$RESULTS_DIR/gpu_tests.log"; then  # skipped here means no usable GPU
+    echo "== gpu_tests: FAILED after all: tests were skipped (reasons in the log)"
+    failed+=(gpu_tests)
+fi
 # shellcheck disable=SC2086  # SIZES is a list of numbers, split on purpose
-{
-    step gpu_tests "$PYTHON" -m pytest -q -rs -m gpu tests/ca -p no:cacheprovider
-    if grep -q " skipped" "$RESULTS_DIR/gpu_tests.log"; then  # skipped here means no usable GPU
-        echo "== gpu_tests: FAILED after all: tests were skipped (reasons in the log)"
-        failed+=(gpu_tests)
-    fi
-    step bench_sim "$PYTHON" bench/bench_sim.py --backend cupy --sizes $SIZES --frames "$FRAMES"
-    step bench_memory "$PYTHON" bench/bench_memory.py --backend cupy --sizes 1024
-    step bench_daemon "$PYTHON" bench/bench_daemon.py --backend cupy --sizes 1024 --fps 30 2000
-}
+step bench_sim "$PYTHON" bench/bench_sim.py --backend cupy --sizes $SIZES --frames "$FRAMES"
+step bench_memory "$PYTHON" bench/bench_memory.py --backend cupy --sizes 1024
+step bench_daemon "$PYTHON" bench/bench_daemon.py --backend cupy --sizes 1024 --fps 30 2000
 
 if ((${#failed[@]})); then
     echo "gpu_suite: failed: ${failed[*]} (logs in $RESULTS_DIR/)" >&2
