@@ -1,15 +1,18 @@
 """World health: cheap per-frame statistics, the actions that keep a world alive, LFO breathing.
 
-`HealthMonitor.measure` reads a decimated view (about 128 px on the short side) of the world and
-brings back four scalars in one transfer: mass (mean), alive (fraction > 0.01), peak (max) and
-activity (mean absolute change per engine step); on the GPU as two fused launches (HEALTH_PARTIALS,
-HEALTH_TOTALS) instead of nine array operations. `decide` turns them into at most one action per
-frame, following the prototype's coverage management (peer-plugin.md §2.5) with the gaps it left
-closed: a world that stays dead after cluster drops is fully reseeded; an overfull world is
-eroded, harder for MNCA (whose weak erosion let it fill the frame), and reseeded if that fails;
-a frozen world (activity below a floor for seconds) is perturbed; a non-finite world is reseeded.
-`failing` is the on-screen test, checked every frame without cooldown: dead, invisible (peak
-below what the renderer shows), non-finite, or collapsed to a tenth of the mass it had when it
+`HealthMonitor.queue_measure` reads a decimated view (about 128 px on the short side) of the world
+into four scalars: mass (mean), alive (fraction > 0.01), peak (max) and activity (mean absolute
+change per engine step); on the GPU as two fused launches (HEALTH_PARTIALS, HEALTH_TOTALS) instead
+of nine array operations, the second writing the scalars straight into mapped page-locked host
+memory. Nothing waits for them: `read_measurement` takes them after the device has finished the
+frame (the frame copy's wait), so the loop keeps one device-to-host copy and one wait per frame.
+`measure` does both at once, with its own wait (warm-up, off screen). `decide` turns them into at
+most one action per frame, following the prototype's coverage management (peer-plugin.md §2.5) with
+the gaps it left closed: a world that stays dead after cluster drops is fully reseeded; an overfull
+world is eroded, harder for MNCA (whose weak erosion let it fill the frame), and reseeded if that
+fails; a frozen world (activity below a floor for seconds) is perturbed; a non-finite world is
+reseeded. `failing` is the on-screen test, checked every frame without cooldown: dead, invisible
+(peak below what the renderer shows), non-finite, or collapsed to a tenth of the mass it had when it
 went on screen (`calibrate`); the Simulation answers it by holding the picture and regrowing.
 `Breathing` turns the engine's LFO specs into live parameter values; its phase advances per engine
 step at a nominal 30 steps/s, so it is deterministic and independent of wall-clock time.
@@ -181,9 +184,10 @@ class HealthMonitor:
         self._view_shape, self._world_width = view_shape, width
         self._fused_partials = backend.fused_kernel(HEALTH_PARTIALS)
         self._fused_totals = backend.fused_kernel(HEALTH_TOTALS)
+        # (mass, alive, mean |change|, peak): written on the device, read on the host.
+        self._stats_host, self._stats = backend.host_mapped_array((4,), np.float32)
         if self._fused_partials is not None:
             self._partials = backend.xp.empty(4 * HEALTH_PARTIAL_SLOTS, backend.xp.float32)
-            self._stats = backend.xp.empty(4, backend.xp.float32)
         else:
             self._difference = backend.xp.empty(view_shape, backend.xp.float32)
         self._has_previous = False
@@ -206,25 +210,17 @@ class HealthMonitor:
         self.reference_mass, self.reference_alive = self.mass, self.alive
 
     def measure(self, world: Any, steps: int) -> tuple[float, float, float]:
-        """(mass, alive, activity) of `world` ((H, W) float32 on device); one device transfer.
+        """(mass, alive, activity) of `world` ((H, W) float32 on device), waiting for the device.
 
         Also updates `peak` (the view's maximum).
         """
-        mass, alive, change, peak = (
-            float(value) for value in self.backend.to_host(self._stats_of(world))
-        )
-        self.peak = peak
-        if self._has_previous and steps > 0:
-            self.activity = change / steps
-        elif not self._has_previous:
-            self.activity = float("nan")  # unknown until two frames were seen
-        self._has_previous = True
-        self.mass, self.alive = mass, alive
-        return mass, alive, self.activity
+        self.queue_measure(world)
+        self.backend.synchronize()
+        return self.read_measurement(steps)
 
-    def _stats_of(self, world: Any) -> Any:
-        """(mass, alive, mean |change|, peak): (4,) float32 on the device; stores the view as the
-        previous one."""
+    def queue_measure(self, world: Any) -> None:
+        """Queue the statistics of `world` ((H, W) float32 on device); stores the view as the
+        previous one. Read them with `read_measurement` once the device has finished."""
         xp = self.backend.xp
         if self._fused_partials is not None:
             view_height, view_width = self._view_shape
@@ -241,20 +237,31 @@ class HealthMonitor:
             )
             inverse_cells = 1.0 / (view_height * view_width)
             self._fused_totals(1, self._stats, self._partials, HEALTH_PARTIAL_SLOTS, inverse_cells)
-            return self._stats
+            return
         view = world[:: self.stride, :: self.stride]
         xp.subtract(view, self._previous_view, out=self._difference)
         xp.abs(self._difference, out=self._difference)
-        stats = xp.stack(
-            [
-                view.mean(),
-                (view > ALIVE_THRESHOLD).mean(dtype=xp.float32),
-                self._difference.mean(),
-                view.max(),
-            ]
-        )
+        self._stats[0] = view.mean()
+        self._stats[1] = (view > ALIVE_THRESHOLD).mean(dtype=xp.float32)
+        self._stats[2] = self._difference.mean()
+        self._stats[3] = view.max()
         xp.copyto(self._previous_view, view)
-        return stats
+
+    def read_measurement(self, steps: int) -> tuple[float, float, float]:
+        """(mass, alive, activity) from the last `queue_measure`, over `steps` engine steps.
+
+        Call it only after the device finished that work (`Backend.synchronize`); also updates
+        `peak`.
+        """
+        mass, alive, change, peak = (float(value) for value in self._stats_host)
+        self.peak = peak
+        if self._has_previous and steps > 0:
+            self.activity = change / steps
+        elif not self._has_previous:
+            self.activity = float("nan")  # unknown until two frames were seen
+        self._has_previous = True
+        self.mass, self.alive = mass, alive
+        return mass, alive, self.activity
 
     @property
     def visible(self) -> bool:

@@ -1,15 +1,16 @@
 """One running preset: its engine, flow, keep-moving extras, LFO breathing, health and renderer.
 
-The Simulation holds one `Organism` on screen and, during a preset change, a second one warming
-up or fading in. An organism steps its engine, advects every state field along the preset's flow
-mix, applies the keep-moving extras, and once per video frame updates its LFO parameters and acts
-on its health monitor's verdict. On screen (`on_screen`), a failing world (dead, invisible,
-collapsed, non-finite) or a call for a full reseed is never answered in place, which would cut
-through black or to a raw seed: the organism instead holds its picture (the current world if
-still visible, else its keepsake, a copy of the last visible state taken every few frames), keeps
-it drifting along the flow, and raises `wants_regrowth` so the Simulation grows a fresh seed off
-screen and crossfades to it. All randomness comes from a numpy Generator seeded from the
-simulation seed, so a seed reproduces the same world on the same backend.
+The Simulation holds one `Organism` on screen and, during a preset change, a second one warming up
+or fading in. An organism steps its engine, advects every state field along the preset's flow mix,
+applies the keep-moving extras, and once per video frame updates its LFO parameters, queues its
+health statistics (`queue_health`) and, once the device has finished the frame, acts on the verdict
+(`settle`). On screen (`on_screen`), a failing world (dead, invisible, collapsed, non-finite) or a
+call for a full reseed is never answered in place, which would cut through black or to a raw seed:
+the organism instead holds its picture (the current world if still visible, else its keepsake, a
+copy of the last visible state taken every few frames), keeps it drifting along the flow, and raises
+`wants_regrowth` so the Simulation grows a fresh seed off screen and crossfades to it. All
+randomness comes from a numpy Generator seeded from the simulation seed, so a seed reproduces the
+same world on the same backend.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Organism:
         self.wants_regrowth = False
         self._keepsake: list[Any] | None = None
         self._frames = 0
+        self._queued_steps = 0  # engine steps behind the statistics `queue_health` queued
 
     @property
     def world(self) -> Any:
@@ -113,33 +115,44 @@ class Organism:
                 self.flow.advect(field, out=field)
         self.keep_moving.apply(self.engine.world)
 
-    def end_frame(self, steps: int) -> Action:
-        """Once per video frame: breathe the parameters, measure health, act on it.
+    def queue_health(self, steps: int) -> None:
+        """Once per video frame, after its steps: breathe the parameters, queue the health
+        statistics on the device. `settle` acts on them once the device has finished."""
+        if steps and not self.holding:
+            self.engine.set_live(self.breathing.advance(steps))
+        self.monitor.queue_measure(self.engine.world)
+        self._queued_steps = steps
+
+    def settle(self) -> bool:
+        """Act on the statistics `queue_health` queued (the device must have finished them).
 
         On screen, a failing world or a call for a reseed or revive holds the picture and sets
-        `wants_regrowth` instead (returned as RESEED); while holding nothing else is done.
+        `wants_regrowth` instead; while holding nothing else is done. Returns True when the
+        world was replaced by its keepsake, i.e. a frame rendered since `queue_health` showed a
+        picture that must not go out and has to be rendered again.
         """
-        monitor = self.monitor
+        steps, monitor = self._queued_steps, self.monitor
+        monitor.read_measurement(steps)
         if self.holding:
-            monitor.measure(self.engine.world, steps)
             if monitor.failing():  # the held picture itself went bad (or was zeroed)
-                self._restore_keepsake()
-            return Action.NONE
-        if steps:
-            self.engine.set_live(self.breathing.advance(steps))
-        monitor.measure(self.engine.world, steps)
+                return self._restore_keepsake()
+            return False
         if self.on_screen and monitor.failing():
-            self.hold()
-            return Action.RESEED
+            return self.hold()
         action = monitor.decide(steps)
         if self.on_screen and action in (Action.RESEED, Action.REVIVE):
-            self.hold()
-            return Action.RESEED
+            return self.hold()
         self.apply(action)
         self._frames += 1
         if self._frames % KEEPSAKE_EVERY_FRAMES == 0 and monitor.visible:
             self.take_keepsake()
-        return action
+        return False
+
+    def end_frame(self, steps: int) -> None:
+        """`queue_health` and `settle` with a wait between them (off screen, during warm-up)."""
+        self.queue_health(steps)
+        self.backend.synchronize()
+        self.settle()
 
     def take_keepsake(self) -> None:
         """Copy every state field, the picture a hold falls back on."""
@@ -149,19 +162,23 @@ class Organism:
         for saved, field in zip(self._keepsake, self.engine.fields, strict=True):
             xp.copyto(saved, field)
 
-    def hold(self) -> None:
-        """Pause the engine and keep showing the last visible picture; ask for a regrowth."""
+    def hold(self) -> bool:
+        """Pause the engine and keep showing the last visible picture; ask for a regrowth.
+
+        Returns True when the world was invisible and its keepsake replaced it.
+        """
         if not self.holding:
             self.monitor.counters.regrowths += 1
         self.holding = self.wants_regrowth = True
-        if not self.monitor.visible:
-            self._restore_keepsake()
+        return not self.monitor.visible and self._restore_keepsake()
 
-    def _restore_keepsake(self) -> None:
+    def _restore_keepsake(self) -> bool:
+        """Put the keepsake back into the state fields; False when there is none yet."""
         if self._keepsake is None:
-            return
+            return False
         for field, saved in zip(self.engine.fields, self._keepsake, strict=True):
             self.backend.xp.copyto(field, saved)
+        return True
 
     def apply(self, action: Action) -> None:
         engine = self.engine

@@ -1,11 +1,13 @@
 """The daemon: a fixed-rate tick loop that steps the simulation and publishes frames into the ring.
 
-Each tick: poll control (non-blocking) → advance the simulation by its speed → render on the
-device → one device-to-host copy straight into the ring slot → publish. The loop keeps its own
-clock at `fps`; readers never slow it, and a frame that overruns its period is counted as late
-rather than queued. Control requests are served while the loop waits for the next tick, so a
-`ctl` call is answered within a frame. Signal handlers only set flags; the loop decides.
-Start-up builds ring → backend → simulation → control endpoint, shutdown undoes it in reverse.
+Each tick: poll control (non-blocking) → `Simulation.next_frame` (advance by the speed with the
+health statistics queued on the device, render on the device, one device-to-host copy straight into
+the ring slot, the frame's only wait, then act on the health verdicts, rendering again in the rare
+frame whose world failed) → publish. The loop keeps its own clock at `fps`; readers never slow it,
+and a frame that overruns its period is counted as late rather than queued. Control requests are
+served while the loop waits for the next tick, so a `ctl` call is answered within a frame. Signal
+handlers only set flags; the loop decides. Start-up builds ring → backend → simulation → control
+endpoint, shutdown undoes it in reverse.
 """
 
 from __future__ import annotations
@@ -176,16 +178,11 @@ class CAServer:
     # --- the tick ----------------------------------------------------------------------------
 
     def _produce_frame(self) -> None:
-        t0 = time.perf_counter()
-        self.simulation.tick()
-        t1 = time.perf_counter()
-        frame = self.simulation.render()
-        t2 = time.perf_counter()
-        self.backend.to_host(frame, out=self.writer.next_slot())
-        t3 = time.perf_counter()
+        self.simulation.next_frame(host_out=self.writer.next_slot())
+        started = time.perf_counter()
         self.writer.publish(sim_step=self.simulation.sim_step, params_version=self.params_version)
-        t4 = time.perf_counter()
-        self.stats.record({"step": t1 - t0, "render": t2 - t1, "copy": t3 - t2, "publish": t4 - t3})
+        publish_s = time.perf_counter() - started
+        self.stats.record({**self.simulation.stage_s, "publish": publish_s})
 
     def _wait(self, seconds: float) -> None:
         """Sleep until the next frame is due, answering control requests meanwhile."""

@@ -1,16 +1,18 @@
 """The Simulation: the preset on screen, speed and colour controls, and non-blocking preset changes.
 
-The daemon calls `tick()` once per video frame and `render()` to colour it. `tick` turns `speed`
-(times the preset's own speed) into whole engine steps with a fractional accumulator, so 0.5 is one
-step every other frame. A preset change (`set_preset`, or `reseed`) never stalls the frame stream:
-the incoming preset is grown off screen a slice per tick (`ca_server.warmup`, at most
+The daemon calls `next_frame()` once per video frame: `tick()` steps, `render()` colours and, once
+the frame is copied to the host, `settle()` acts on the health verdicts `tick` queued on the device
+(so a frame costs one wait, the copy's), rendering again in the rare frame that asks. `tick` turns
+`speed` (times the preset's own speed) into whole engine steps with a fractional accumulator, so 0.5
+is one step every other frame. A preset change (`set_preset`, or `reseed`) never stalls the frame
+stream: the incoming preset is grown off screen a slice per tick (`ca_server.warmup`, at most
 `warmup_budget_s`, about half a CPU frame) while the old one keeps running, then the two RGB frames
 crossfade over `crossfade_frames` (~1 s; one fused launch per frame on the GPU). On a GPU the same
 budget covers hundreds of steps, so a switch completes within a few frames. The first preset is
 warmed up synchronously in the constructor, before any frame is due. The same path answers the
-health monitor: when the world on screen fails (dead, invisible, collapsed) or needs a full
-reseed, its organism holds the last visible picture drifting along the flow while a fresh seed
-regrows off screen, then crossfades in, so the stream never passes through black.
+health monitor: when the world on screen fails (dead, invisible, collapsed) or needs a full reseed,
+its organism holds the last visible picture drifting along the flow while a fresh seed regrows off
+screen, then crossfades in, so the stream never passes through black.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class Simulation:
         self._blend: tuple[Any, ...] | None = None
         self._fused_blend = backend.fused_kernel(CROSSFADE_BLEND)
         self.regrowths = 0
+        self._unsettled: list[Organism] = []  # organisms whose health `tick` queued
+        self.stage_s = {"step": 0.0, "render": 0.0, "copy": 0.0}  # of the last `next_frame`
 
     # -- live controls ---------------------------------------------------------------------
     @property
@@ -182,7 +186,14 @@ class Simulation:
 
     # -- the frame ----------------------------------------------------------------------------
     def tick(self) -> int:
-        """Advance one video frame; returns the engine steps taken by the preset on screen."""
+        """Advance one video frame; returns the engine steps taken by the preset on screen.
+
+        The frame's health statistics are only queued: render it, then `settle()` (after the
+        frame's copy to the host, whose wait covers them) before the frame goes out; `next_frame`
+        does all three. A tick whose predecessor was not settled settles it first.
+        """
+        if self._unsettled:
+            self.settle()
         started = time.perf_counter()
         self._accumulator = min(
             self._accumulator + self._speed * self._current.preset.speed, MAX_STEPS_PER_TICK
@@ -191,7 +202,8 @@ class Simulation:
         self._accumulator -= steps
         for _ in range(steps):
             self._current.step()
-        self._current.end_frame(steps)
+        self._current.queue_health(steps)
+        self._unsettled.append(self._current)
         self.sim_step += steps
         if self._incoming is not None:
             self._incoming_accumulator += self._speed * self._incoming.preset.speed
@@ -199,7 +211,8 @@ class Simulation:
             self._incoming_accumulator -= incoming_steps
             for _ in range(incoming_steps):
                 self._incoming.step()
-            self._incoming.end_frame(incoming_steps)
+            self._incoming.queue_health(incoming_steps)
+            self._unsettled.append(self._incoming)
             self._fade_frame += 1
             if self._fade_frame >= self.crossfade_frames:
                 self._finish_fade()
@@ -214,10 +227,48 @@ class Simulation:
                 self._warmup = None
                 self._fade_frame = 0
                 self._incoming_accumulator = self._accumulator
-        if self._current.holding and self._warmup is None and self._incoming is None:
-            self._start_regrowth()
         self.frame += 1
         return steps
+
+    def settle(self) -> bool:
+        """Act on the health verdicts the last `tick` queued; True when the frame must be redone.
+
+        Waits for the device first (free when the frame's copy to the host already waited).
+        True means an organism on screen failed and its last visible picture was put back, so
+        the frame rendered since the tick shows a world that must not go out: render it again.
+        """
+        self.backend.synchronize()
+        redo = False
+        for organism in self._unsettled:
+            redo = organism.settle() or redo
+        self._unsettled.clear()
+        if self._current.holding and self._warmup is None and self._incoming is None:
+            self._start_regrowth()
+        return redo
+
+    def next_frame(self, out: Any = None, host_out: np.ndarray | None = None) -> Any:
+        """One video frame in the daemon's order: `tick`, `render`, the copy into `host_out` (if
+        given; the frame's one device-to-host copy and its only wait), `settle`, and, in the rare
+        frame where settle asks, render and copy again.
+
+        Returns the frame, (H, W, 3) uint8 on the backend's device (into `out` if given); records
+        the seconds each stage took in `stage_s` (settling counts as "step").
+        """
+        t0 = time.perf_counter()
+        self.tick()
+        t1 = time.perf_counter()
+        frame = self.render(out)
+        t2 = time.perf_counter()
+        if host_out is not None:
+            self.backend.to_host(frame, out=host_out)
+        t3 = time.perf_counter()
+        if self.settle():
+            frame = self.render(frame)
+            if host_out is not None:
+                self.backend.to_host(frame, out=host_out)
+        t4 = time.perf_counter()
+        self.stage_s = {"step": t1 - t0 + t4 - t3, "render": t2 - t1, "copy": t3 - t2}
+        return frame
 
     def _start_regrowth(self) -> None:
         """Grow a fresh seed of the held preset off screen; it crossfades in when ready."""

@@ -24,6 +24,7 @@ log = logging.getLogger("ca_server.xp")
 
 BackendChoice = Literal["auto", "numpy", "cupy"]
 BACKEND_CHOICES: tuple[str, ...] = ("auto", "numpy", "cupy")
+CUDA_HOST_ALLOC_MAPPED = 2  # cudaHostAllocMapped: page-locked host memory kernels can address
 
 
 class BackendUnavailableError(RuntimeError):
@@ -78,6 +79,27 @@ class Backend:
         """Wait for queued device work (a no-op on numpy)."""
         if self.is_gpu:
             self.xp.cuda.get_current_stream().synchronize()
+
+    def host_mapped_array(self, shape: tuple[int, ...], dtype: Any) -> tuple[np.ndarray, Any]:
+        """A small array that kernels write and the host reads with no copy: (host, device) views.
+
+        On CuPy it is page-locked host memory allocated mapped (cudaHostAllocMapped); with unified
+        addressing (every 64-bit process) a kernel writes it through the same pointer, so results
+        cross as the kernel's own stores instead of a separate transfer. The host view is valid
+        once the device has finished that work: after `synchronize()`, or after a blocking copy
+        queued behind it (the frame's). On numpy both views are the same array.
+        """
+        if not self.is_gpu:
+            host = np.zeros(shape, dtype)
+            return host, host
+        cuda = self.xp.cuda
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        memory = cuda.PinnedMemory(nbytes, CUDA_HOST_ALLOC_MAPPED)
+        host = np.ndarray(shape, dtype, buffer=cuda.PinnedMemoryPointer(memory, 0))
+        host[...] = 0
+        unowned = cuda.UnownedMemory(memory.ptr, nbytes, memory, self.device_index)
+        device = self.xp.ndarray(shape, dtype, cuda.MemoryPointer(unowned, 0))
+        return host, device
 
     def pin_host_memory(self, region: np.ndarray) -> Callable[[], None]:
         """Page-lock `region` (a C-contiguous host array) for fast device-to-host copies.

@@ -40,8 +40,7 @@ def run_with_deaths(preset: str, size: int) -> tuple[Simulation, list[int], list
         died = frame_index in DEATH_FRAMES
         if died:
             kill(sim)
-        sim.tick()
-        frame = np.asarray(sim.render())
+        frame = np.asarray(sim.next_frame())  # the daemon's order: tick, render, settle
         if int(frame.max()) < VISIBLE_FRAME_MAX:
             dark_frames.append(frame_index)
         if died and previous_mean is not None and frame.mean() < 0.5 * previous_mean:
@@ -67,15 +66,15 @@ def test_a_hold_keeps_the_last_picture_drifting_until_the_regrowth_fades_in():
     sim = Simulation(BACKEND, width=128, height=128, preset="coral", seed=5, crossfade_frames=4)
     sim.warmup_steps_per_tick = 10**6  # lands the regrowth on the next tick
     for _ in range(10):
-        sim.tick()
+        sim.next_frame()
     held_organism = sim._current
     kill(sim)
-    sim.tick()
+    sim.next_frame()
     assert held_organism.holding and sim.health()["warming"]
     assert float(sim.world.max()) > 0.1  # the keepsake, not the zeroed world
-    sim.tick()
+    sim.next_frame()
     assert sim.health()["crossfading"]
     for _ in range(4):
-        sim.tick()
+        sim.next_frame()
     assert sim._current is not held_organism and not sim._current.holding
     assert sim.health()["regrowths"] == 1

@@ -147,8 +147,7 @@ def test_a_preset_change_crossfades_through_the_fused_blend(logic_only):
     sim.warmup_steps_per_tick = 1000
     sim.set_preset("amoeba")
     for _ in range(4):
-        sim.tick()
-        frame = sim.render()
+        frame = sim.next_frame()
     assert sim.health()["crossfading"]
     assert backend.kernel_compiler.launches["crossfade_blend"] >= 1
     assert frame.shape == (128, 128, 3) and frame.dtype == np.uint8

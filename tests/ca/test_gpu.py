@@ -56,13 +56,41 @@ def test_simulation_runs_on_the_gpu(gpu, name):
     from ca_server.simulation import Simulation
 
     sim = Simulation(gpu, width=256, height=256, preset=name, seed=1)
+    host_frame = np.empty((256, 256, 3), np.uint8)
     for _ in range(60):
-        sim.tick()
+        frame = sim.next_frame(host_out=host_frame)
     world = gpu.to_host(sim.world)
     assert np.isfinite(world).all() and world.min() >= 0 and world.max() <= 1
-    frame = sim.render()
     assert frame.shape == (256, 256, 3) and str(frame.dtype) == "uint8"
+    np.testing.assert_array_equal(host_frame, gpu.to_host(frame))
     assert sim.health()["alive"] > 0.002
+
+
+def test_mapped_host_memory_holds_kernel_writes_after_a_wait(gpu):
+    host, device = gpu.host_mapped_array((4,), np.float32)
+    assert not host.any()
+    device[...] = gpu.xp.arange(1, 5, dtype=gpu.xp.float32)  # a kernel storing through the map
+    gpu.synchronize()
+    np.testing.assert_array_equal(host, [1, 2, 3, 4])
+
+
+def test_a_death_on_the_gpu_is_never_published_black(gpu):
+    # The health statistics reach the host through mapped memory, read after the frame copy's
+    # wait; a stale read would let a dead world's frame out (the CPU twin: test_continuity.py).
+    from ca_server.simulation import Simulation
+
+    sim = Simulation(gpu, width=128, height=128, preset="coral", seed=3, crossfade_frames=4)
+    sim.warmup_steps_per_tick = 10**6  # a regrowth lands on the next tick
+    host_frame = np.empty((128, 128, 3), np.uint8)
+    dark_frames = []
+    for frame_index in range(90):
+        if frame_index in (30, 31, 60):
+            sim.world[...] = 0.0
+        sim.next_frame(host_out=host_frame)
+        if int(host_frame.max()) < 20:
+            dark_frames.append(frame_index)
+    assert not dark_frames
+    assert sim.health()["regrowths"] >= 2
 
 
 def test_health_statistics_agree_with_numpy(gpu):

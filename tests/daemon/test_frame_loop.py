@@ -1,0 +1,74 @@
+"""The daemon's frame loop, in process: one device-to-host copy per frame, and never a black frame.
+
+A real `CAServer` (real ring in a private /dev/shm folder, real control socket, numpy backend at
+128 px) produces frames through `_produce_frame`, the body of its loop, and a real `RingReader`
+reads each published frame. The backend counts its device-to-host copies (`to_host`): the health
+statistics reach the host without one (written into mapped memory on the GPU; the same array on
+numpy), so a healthy frame makes exactly one copy, the frame's. Deaths are forced by zeroing the
+on-screen world between frames; the loop must notice after rendering, put the last visible
+picture back and render again before publishing: that frame alone makes a second copy. What
+this cannot check is the GPU side of the mapped memory: `tests/ca/test_gpu.py` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ca_server.config import ServerConfig
+from ca_server.server import CAServer
+from ca_server.wire.ring import RingReader
+from ca_server.xp import Backend, numpy_backend
+
+SIZE = 128
+FRAMES = 80
+DEATH_FRAMES = (30, 31, 50)
+VISIBLE_FRAME_MAX = 20  # a peak of 0.1 density renders at ~27/255; black is 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyCountingBackend(Backend):
+    """The numpy backend, recording the byte size of every device-to-host copy."""
+
+    copies: list[int] = dataclasses.field(default_factory=list)
+
+    def to_host(self, array: Any, out: np.ndarray | None = None) -> np.ndarray:
+        self.copies.append(int(array.nbytes))
+        return super().to_host(array, out)
+
+
+def test_one_copy_per_frame_and_no_black_frame_after_deaths(runtime_dir, shm_dir) -> None:
+    numpy = numpy_backend(fft_workers=1)
+    fields = {field.name: getattr(numpy, field.name) for field in dataclasses.fields(numpy)}
+    backend = CopyCountingBackend(**fields)
+    config = ServerConfig(backend="numpy", width=SIZE, height=SIZE, name="loop", preset="coral")
+    server = CAServer(config.resolved("numpy"), backend)
+    reader = RingReader("loop")
+    copies_per_frame, dark_frames = [], []
+    try:
+        reader.attach()
+        for frame_index in range(FRAMES):
+            if frame_index in DEATH_FRAMES:
+                server.simulation.world[...] = 0.0
+            before = len(backend.copies)
+            server._produce_frame()
+            copies_per_frame.append(backend.copies[before:])
+            result = reader.read_new(1)
+            assert len(result.pixels) == 1, result.message
+            if int(result.pixels[0].max()) < VISIBLE_FRAME_MAX:
+                dark_frames.append(frame_index)
+    finally:
+        reader.close()
+        server.close()
+    frame_bytes = SIZE * SIZE * 3
+    other_copies = [size for sizes in copies_per_frame for size in sizes if size != frame_bytes]
+    assert not other_copies, f"device-to-host copies besides the frame's: {other_copies[:8]}"
+    redone = [index for index, sizes in enumerate(copies_per_frame) if len(sizes) != 1]
+    assert not dark_frames, f"published black frames {dark_frames}"
+    # The deaths on screen are the frames rendered twice (the one at 31 falls on a held picture
+    # whose keepsake comes back too); every other frame made exactly one copy.
+    assert redone == list(DEATH_FRAMES), copies_per_frame
+    assert all(len(sizes) == 2 for index, sizes in enumerate(copies_per_frame) if index in redone)
+    assert server.simulation.health()["regrowths"] >= 1
