@@ -120,13 +120,11 @@ def operations_per_frame(name: str, size: int, frames: int, fused: bool) -> tupl
     sim = Simulation(backend, width=size, height=size, preset=name, seed=0)
     frame = backend.xp.empty((size, size, 3), np.uint8)
     for _ in range(3):
-        sim.tick()
-        sim.render(out=frame)
+        sim.next_frame(frame)
     launches = backend.kernel_compiler.launches if fused else {}
     before_ops, before_launches = OPERATIONS[0], sum(launches.values())
     for _ in range(frames):
-        sim.tick()
-        sim.render(out=frame)
+        sim.next_frame(frame)
     fused_launches = sum(launches.values()) - before_launches
     return (OPERATIONS[0] - before_ops + fused_launches) / frames, fused_launches / frames
 
@@ -185,13 +183,11 @@ def host_microseconds_per_frame(name: str, size: int, frames: int) -> float:
     sim = Simulation(backend, width=size, height=size, preset=name, seed=0)
     frame = np.empty((size, size, 3), np.uint8)
     for _ in range(10):
-        sim.tick()
-        sim.render(out=frame)
+        sim.next_frame(frame)
     in_operations[0] = 0.0
     started = time.perf_counter()
     for _ in range(frames):
-        sim.tick()
-        sim.render(out=frame)
+        sim.next_frame(frame)
     elapsed = time.perf_counter() - started
     return (elapsed - in_operations[0]) / frames * 1e6
 

@@ -59,8 +59,7 @@ def measure_row(backend_name: str, name: str, size: int, frames: int, change_to:
     sim = Simulation(backend, width=size, height=size, preset=name, seed=0)
     frame = backend.xp.empty((size, size, 3), backend.xp.uint8)
     for _ in range(frames):
-        sim.tick()
-        sim.render(out=frame)
+        sim.next_frame(frame)
     backend.synchronize()
     steady = _in_use(backend, baseline)
     peak_before = 0 if backend.is_gpu else tracemalloc.get_traced_memory()[1] - baseline
@@ -68,8 +67,7 @@ def measure_row(backend_name: str, name: str, size: int, frames: int, change_to:
     sim.set_preset(change_to)
     changed_frames = 0
     while (sim.health()["warming"] or sim.health()["crossfading"]) and changed_frames < 100_000:
-        sim.tick()
-        sim.render(out=frame)
+        sim.next_frame(frame)
         changed_frames += 1
     backend.synchronize()
     if backend.is_gpu:
@@ -91,8 +89,7 @@ def _allocated_per_frame(backend: Any, sim: Any, frame: Any, frames: int) -> flo
         for _ in range(frames):
             tracemalloc.reset_peak()
             start = tracemalloc.get_traced_memory()[0]
-            sim.tick()
-            sim.render(out=frame)
+            sim.next_frame(frame)
             largest = max(largest, tracemalloc.get_traced_memory()[1] - start)
         return largest
 
@@ -110,8 +107,7 @@ def _allocated_per_frame(backend: Any, sim: Any, frame: Any, frames: int) -> flo
     largest = 0
     for _ in range(frames):
         with PoolRequests() as requests:
-            sim.tick()
-            sim.render(out=frame)
+            sim.next_frame(frame)
         largest = max(largest, requests.requested)
     return largest
 

@@ -3,18 +3,19 @@
 `python bench/bench_sim.py [--backend numpy|cupy] [--sizes 256 512 1024] [--presets coral ...]
 [--frames 40] [--repeats 1] [--fft-workers N]`
 Each (preset, size) is built and warmed up (the warm-up time is reported), then timed over
-`--frames` frames after 5 discarded ones, `--repeats` times in the same process (the median of
-the per-repeat medians is printed). "step" is `Simulation.tick()` at speed 1 divided by the
-engine steps it took (one engine step plus flow, keep-moving extras, LFO and health; presets with
-a speed above 1 take two steps on some ticks), "render" is `Simulation.render()` and "copy" the
-one device-to-host copy of the frame into a preallocated host buffer, as the daemon does. The
-full loop is step + render (+ copy), the same definition as the prototype's "full loop" (1 step +
-render) in research/peer-plugin.md §6.2, whose per-engine fps is the `vs proto` baseline.
-On numpy the stages are timed with `perf_counter`; on CuPy with CUDA events recorded on the
-current stream around each stage (the host clock is read only after synchronising), and the
-table adds the memory pool's bytes in use. "free-running fps" is the issue-6 goal's measure: the
-same frames run back to back (tick, render, copy, all at the preset's speed) with no events in
-between, on the wall clock, so it includes the Python dispatch that bounds a GPU loop.
+`--frames` frames after 5 discarded ones, `--repeats` times in the same process (the median of the
+per-repeat medians is printed). "step" is `Simulation.tick()` at speed 1 divided by the engine steps
+it took (one engine step plus flow, keep-moving extras, LFO and health, whose verdict the next tick
+settles; presets with a speed above 1 take two steps on some ticks), "render" is
+`Simulation.render()` and "copy" the one device-to-host copy of the frame into a preallocated host
+buffer, as the daemon does. The full loop is step + render (+ copy), the same definition as the
+prototype's "full loop" (1 step + render) in research/peer-plugin.md §6.2, whose per-engine fps is
+the `vs proto` baseline. On numpy the stages are timed with `perf_counter`; on CuPy with CUDA events
+recorded on the current stream around each stage (the host clock is read only after synchronising),
+and the table adds the memory pool's bytes in use. "free-running fps" is the issue-6 goal's measure:
+the same frames run back to back (`Simulation.next_frame`, the daemon's frame: tick, render, copy,
+settle, all at the preset's speed) with no events in between, on the wall clock, so it includes the
+Python dispatch that bounds a GPU loop.
 Output is a Markdown table on stdout.
 """
 
@@ -104,15 +105,13 @@ def bench_one(backend: Backend, name: str, size: int, frames: int, repeats: int)
         per_repeat.append(
             (statistics.median(step_ms), statistics.median(render_ms), statistics.median(copy_ms))
         )
-    # Free-running: the daemon's loop (tick, render, copy to the host) with no timing events in
-    # it, on the wall clock; on the GPU the copy's synchronisation ends each frame, as it does
-    # in the daemon.
+    # Free-running: the daemon's frame (`next_frame`: tick, render, copy to the host, settle)
+    # with no timing events in it, on the wall clock; on the GPU the copy's wait ends each frame,
+    # as it does in the daemon.
     backend.synchronize()
     started = time.perf_counter()
     for _ in range(frames):
-        sim.tick()
-        sim.render(out=frame_buffer)
-        backend.to_host(frame_buffer, out=host_frame)
+        sim.next_frame(frame_buffer, host_frame)
     wall_fps = frames / (time.perf_counter() - started)
     step = statistics.median(r[0] for r in per_repeat)
     render = statistics.median(r[1] for r in per_repeat)

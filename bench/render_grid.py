@@ -29,9 +29,10 @@ def render_preset(name: str, size: int, frames: int, seed: int) -> np.ndarray:
     """The preset's frame after warm-up and `frames` ticks: (size, size, 3) uint8 on the host."""
     backend = numpy_backend()
     sim = Simulation(backend, width=size, height=size, preset=name, seed=seed)
+    frame = None
     for _ in range(frames):
-        sim.tick()
-    return backend.to_host(sim.render())
+        frame = sim.next_frame(frame)
+    return backend.to_host(sim.render(frame))
 
 
 def labelled_tile(frame: np.ndarray, label: str) -> Image.Image:
