@@ -52,10 +52,12 @@ def test_a_source_must_define_its_kernel():
 
 def test_kernel_arguments_become_the_declared_c_types():
     array = np.zeros(3, np.float32)
-    converted = kernel_arguments((array, 0.5, 3, np.float32(2.0)))
+    converted = kernel_arguments((array, 0.5, 3, np.float32(2.0), np.float64(0.25)))
     assert converted[0] is array
     assert type(converted[1]) is np.float32 and converted[1] == np.float32(0.5)
     assert type(converted[2]) is np.int32 and converted[2] == 3
+    assert type(converted[3]) is np.float32 and converted[3] == 2.0
+    assert type(converted[4]) is np.float32 and converted[4] == 0.25  # numpy maths' float
     with pytest.raises(TypeError, match="int"):
         kernel_arguments((True,))
 
