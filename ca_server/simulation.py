@@ -236,11 +236,18 @@ class Simulation:
         Waits for the device first (free when the frame's copy to the host already waited).
         True means an organism on screen failed and its last visible picture was put back, so
         the frame rendered since the tick shows a world that must not go out: render it again.
+        That organism's renderer forgets its smoothing, which already took in the failed picture;
+        the redone frame starts from the restored one.
         """
         self.backend.synchronize()
         redo = False
         for organism in self._unsettled:
-            redo = organism.settle() or redo
+            restored = organism.settle()
+            # An organism whose fade ended in this tick is no longer shown: nothing to redo.
+            if restored and organism in (self._current, self._incoming):
+                if organism.renderer is not None:
+                    organism.renderer.reset()
+                redo = True
         self._unsettled.clear()
         if self._current.holding and self._warmup is None and self._incoming is None:
             self._start_regrowth()
@@ -342,7 +349,10 @@ class Simulation:
         return self._current.world
 
     def health(self) -> dict[str, Any]:
-        """The on-screen world's latest statistics and the health monitor's counters."""
+        """The on-screen world's latest statistics and the health monitor's counters.
+
+        Settled figures: between a `tick` and its `settle` they are the previous frame's.
+        """
         monitor = self._current.monitor
         counters = monitor.counters
         return {

@@ -78,3 +78,19 @@ def test_a_hold_keeps_the_last_picture_drifting_until_the_regrowth_fades_in():
         sim.next_frame()
     assert sim._current is not held_organism and not sim._current.holding
     assert sim.health()["regrowths"] == 1
+
+
+def test_a_redone_frame_starts_its_smoothing_from_the_restored_picture():
+    # With temporal smoothing the first render of a death frame has already taken the dead world
+    # into the running average; the redone frame must not show that dimmed mix.
+    sim = Simulation(BACKEND, width=128, height=128, preset="coral", seed=5)
+    for _ in range(8):
+        sim.next_frame()
+    sim._current.renderer.update({"smoothing": 0.9})
+    for _ in range(8):
+        sim.next_frame()
+    kill(sim)
+    published = np.array(sim.next_frame())
+    assert sim._current.holding
+    # Rendering the restored world again changes nothing only if the average holds exactly it.
+    np.testing.assert_array_equal(published, sim.render())

@@ -88,6 +88,26 @@ def test_crossfade_blends_between_the_two_frames(logic_only):
     assert not np.array_equal(blended, old) and not np.array_equal(blended, new)
 
 
+def test_a_death_in_the_frame_a_fade_ends_asks_for_no_redo(logic_only):
+    # The outgoing world dies in the tick that ends its fade: it is no longer shown, so its
+    # keepsake coming back must not make the daemon render and copy the frame twice.
+    sim = small(logic_only, warmup_steps_per_tick=1000, crossfade_frames=4)
+    for _ in range(8):
+        sim.next_frame()  # keepsakes taken
+    sim.set_preset("mnca_worm")
+    while not sim.health()["crossfading"]:
+        sim.next_frame()
+    for _ in range(3):
+        sim.next_frame()
+    outgoing = sim._current
+    outgoing.world[...] = 0.0
+    sim.tick()
+    sim.render()
+    assert sim._current is not outgoing and sim.showing == "mnca_worm"
+    assert not sim.settle()
+    assert outgoing.holding  # it did fail and hold: the redo was withheld, not the verdict
+
+
 def test_a_second_change_during_a_fade_lands_the_first(logic_only):
     sim = small(logic_only, warmup_steps_per_tick=1000, crossfade_frames=50)
     sim.set_preset("mnca_worm")
