@@ -1,0 +1,146 @@
+"""The GPU frame loop crosses the host/device boundary once per frame: the frame's copy.
+
+Runs the daemon's frame (`Simulation.next_frame` into a host slot) on tests/device_boundary.py's
+backend: the fused path on the CPU, with arrays that keep CuPy's boundary rules (no GPU here;
+that is what it stands in for). A host array mixed into device work raises TypeError there, as
+on CuPy, so these runs also prove the GPU branches never do it; a hidden read of a device value
+(`float`, `bool`, ...) or an upload is recorded. The `gpu`-marked tests run the same code on CuPy.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from device_boundary import Crossing, DeviceArray, device_boundary_backend, watch
+from host_cuda import compiler_available
+
+from ca_server.presets import preset_names
+from ca_server.simulation import CROSSFADE_BLEND, Simulation
+
+pytestmark = pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
+
+SIZE = 128
+FRAME_BYTES = SIZE * SIZE * 3
+
+
+def frames_crossings(
+    simulation: Simulation, frames: int, before_frame: Callable[[int], None] | None = None
+) -> list[list[Crossing]]:
+    """The crossings of each of `frames` daemon frames (next_frame into a host slot)."""
+    slot = np.empty((SIZE, SIZE, 3), np.uint8)
+    per_frame = []
+    for index in range(frames):
+        if before_frame is not None:
+            before_frame(index)
+        with watch() as crossings:
+            simulation.next_frame(host_out=slot)
+        per_frame.append(crossings)
+    return per_frame
+
+
+def change_crossings(simulation: Simulation, limit: int = 200) -> list[list[Crossing]]:
+    """The crossings of each frame until a change has warmed up and crossfaded in."""
+    per_frame = frames_crossings(simulation, 1)
+    while simulation.health()["warming"] or simulation.health()["crossfading"]:
+        assert len(per_frame) < limit, "the change did not land"
+        per_frame += frames_crossings(simulation, 1)
+    return per_frame
+
+
+def is_frame_copy(crossing: Crossing) -> bool:
+    return crossing.kind == "copy" and crossing.what == f"{FRAME_BYTES} bytes"
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_a_steady_frame_crosses_only_with_its_copy(name: str) -> None:
+    simulation = Simulation(device_boundary_backend(), width=SIZE, height=SIZE, preset=name)
+    frames_crossings(simulation, 2)  # the first render builds the renderer's tables (uploads)
+    for index, crossings in enumerate(frames_crossings(simulation, 20)):
+        kinds = [crossing.kind for crossing in crossings]
+        # The wait is settle's, after the blocking copy: it finds the device idle.
+        assert kinds == ["copy", "wait"] and is_frame_copy(crossings[0]), (
+            f"{name}, steady frame {index}: {[str(crossing) for crossing in crossings]}"
+        )
+
+
+def test_changes_controls_and_deaths_cross_only_where_they_must() -> None:
+    """Preset changes across the four engines, a reseed, live controls and deaths on screen: no
+    TypeError (a crash on CuPy), one frame copy per frame (two where a death is redone), and the
+    only reads of device values are the warm-up's, off screen and inside its time budget."""
+    simulation = Simulation(
+        device_boundary_backend(), width=SIZE, height=SIZE, preset="coral", warmup_steps_per_tick=40
+    )
+    per_frame = frames_crossings(simulation, 2)
+    for name in ("medusa", "sl_gliders", "mnca_worm", "tide_pool"):
+        simulation.set_preset(name)
+        per_frame += change_crossings(simulation)
+        assert simulation.showing == name
+    simulation.reseed(7)
+    per_frame += change_crossings(simulation)
+    simulation.hue_shift, simulation.speed, simulation.brightness = 0.3, 2.5, 1.5
+    per_frame += frames_crossings(simulation, 5)
+
+    def kill_on_screen(index: int) -> None:
+        if index in (3, 20):
+            simulation.world[...] = 0.0
+
+    deaths = frames_crossings(simulation, 40, kill_on_screen)
+    copies = [sum(is_frame_copy(crossing) for crossing in crossings) for crossings in deaths]
+    assert [index for index, count in enumerate(copies) if count != 1] == [3, 20]
+    assert copies[3] == copies[20] == 2
+    assert simulation.regrowths >= 1
+    per_frame += deaths
+
+    crossings = [crossing for frame in per_frame for crossing in frame]
+    assert all(is_frame_copy(crossing) for crossing in crossings if crossing.kind == "copy")
+    read_places = collections.Counter(
+        crossing.where for crossing in crossings if crossing.kind == "read"
+    )
+    assert read_places and all(place.startswith("warmup.py:") for place in read_places), read_places
+    assert not [crossing for crossing in crossings if crossing.kind == "numpy call"]
+
+
+# The harness itself: each rule must catch what it is there for.
+def test_the_harness_records_reads_and_uploads_and_rejects_host_arrays() -> None:
+    backend = device_boundary_backend()
+    xp = backend.xp
+    world = xp.zeros((8, 8), np.float32)
+    assert isinstance(world, DeviceArray) and isinstance(world.sum(), DeviceArray)
+    with watch() as crossings:
+        if float(xp.sum(world)) > 0 or world[0, 0] > 0:
+            pass
+        xp.asarray(np.ones(3, np.float32))
+        world[0] = np.ones(8, np.float32)
+        np.mean(world)
+        backend.to_host(world, out=np.empty((8, 8), np.float32))
+    assert [crossing.kind for crossing in crossings] == [
+        "read",
+        "read",
+        "upload",
+        "upload",
+        "numpy call",
+        "copy",
+    ], [str(crossing) for crossing in crossings]
+    with pytest.raises(TypeError, match="host ndarray"):
+        world + np.ones((8, 8), np.float32)
+    with pytest.raises(TypeError, match="host ndarray"):
+        xp.copyto(world, np.ones((8, 8), np.float32))
+    with pytest.raises(TypeError, match="host ndarray"):
+        backend.fft.rfft2(np.ones((8, 8), np.float32))
+
+
+def test_the_harness_rejects_host_arrays_and_device_scalars_in_kernels() -> None:
+    backend = device_boundary_backend()
+    launch = backend.fused_kernel(CROSSFADE_BLEND)
+    assert launch is not None
+    xp = backend.xp
+    old, new, out = (xp.full(4, value, np.uint8) for value in (0, 200, 7))
+    launch(4, out, old, new, 128)
+    assert backend.to_host(out).tolist() == [100] * 4
+    with pytest.raises(TypeError, match="host ndarray"):
+        launch(4, np.empty(4, np.uint8), old, new, 128)
+    with pytest.raises(TypeError, match="0-d device array"):
+        launch(4, out, old, new, xp.sum(new) // 4)

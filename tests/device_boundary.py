@@ -1,0 +1,285 @@
+"""CuPy's host/device boundary, kept on the CPU: what the GPU loop would cross, and where it would
+crash.
+
+What this stands in for: CuPy arrays on a GPU (CI has neither). `device_boundary_backend()` is the
+fused CPU backend (tests/host_cuda.py: the fused kernels' CUDA C compiled with g++) whose arrays
+are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary:
+
+- A host array (a plain `numpy.ndarray`, or a list) given to a ufunc, an `xp` function, an FFT, a
+  filter or a fused kernel raises TypeError, as CuPy does ("Unsupported type"). Only `xp.asarray`
+  and its kin take host data: that is an upload (host-to-device copy), recorded.
+- Assigning host data into a device array, or indexing one with a host index array, is an upload,
+  recorded.
+- A reduction or a full index gives a 0-d device array, not a host number, as CuPy does. Reading
+  one (`float`, `int`, `bool` as in `if`, `item`, `tolist`, printing) is a device-to-host copy and
+  a wait on CuPy: recorded as a read.
+- `Backend.to_host` takes its GPU branch (`array.get(out=...)`): recorded as a copy, with its size.
+  `Backend.synchronize` is recorded as a wait.
+- A numpy function called on a device array (`np.` where `backend.xp.` was meant): recorded.
+- A 0-d device array given to a fused kernel as a number raises TypeError (CuPy would pass its
+  address where the kernel expects the value).
+
+`is_gpu` is True, so the package takes its GPU branches (batched inverse FFT, no FFT workers,
+`take` without clipping, `get` for copies). Mapped host memory (`host_mapped_array`) is a host
+array and a DeviceArray over the same bytes. Crossings are recorded only inside `watch()`; the
+TypeErrors are raised always. What this cannot see: `numpy.asarray(device_array)` (numpy views its
+own subclass without asking; CuPy raises), anything about speed or memory, and CuPy's own
+functions' corner cases: those are the `gpu`-marked tests' job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import traceback
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from host_cuda import HostKernelCompiler
+
+from ca_server.fused import KernelSource
+from ca_server.xp import Backend, numpy_backend
+
+UPLOADING_FUNCTIONS = frozenset({"asarray", "array", "ascontiguousarray", "asanyarray"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Crossing:
+    """One host/device crossing: `kind` is "copy", "read", "upload", "wait" or "numpy call"."""
+
+    kind: str
+    what: str  # e.g. "float()", "xp.asarray", "numpy.mean", "49152 bytes"
+    where: str  # the innermost ca_server frame that made it, "path:line"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.what} at {self.where}"
+
+
+class CrossingLog:
+    """The crossings made while `watching` (a list per `watch()` block)."""
+
+    def __init__(self) -> None:
+        self.watching: list[Crossing] | None = None
+
+    def record(self, kind: str, what: str) -> None:
+        if self.watching is not None:
+            self.watching.append(Crossing(kind, what, _package_frame()))
+
+
+CROSSINGS = CrossingLog()
+
+
+@contextlib.contextmanager
+def watch() -> Iterator[list[Crossing]]:
+    """Record the crossings made inside the block into the list it yields."""
+    crossings: list[Crossing] = []
+    outer, CROSSINGS.watching = CROSSINGS.watching, crossings
+    try:
+        yield crossings
+    finally:
+        CROSSINGS.watching = outer
+
+
+class DeviceArray(np.ndarray):
+    """A numpy array standing in for a CuPy array (see the module docstring for the rules)."""
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        name = f"numpy.{ufunc.__name__}"
+        _reject_host_arrays(inputs, name)
+        if "out" in kwargs:
+            _reject_host_arrays(kwargs["out"], name)
+            kwargs["out"] = tuple(_host_view(value) for value in kwargs["out"])
+        return _on_device(getattr(ufunc, method)(*(_host_view(v) for v in inputs), **kwargs))
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        CROSSINGS.record("numpy call", f"numpy.{func.__name__}")
+        return _on_device(func(*_host_views(args), **_host_views(kwargs)))
+
+    def __getitem__(self, key: Any) -> Any:
+        return _on_device(np.ndarray.__getitem__(self.view(np.ndarray), _device_index(key)))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if _holds_host_array(value):
+            CROSSINGS.record("upload", "assignment of host data")
+        np.ndarray.__setitem__(self.view(np.ndarray), _device_index(key), _host_views(value))
+
+    def get(self, stream: Any = None, order: str = "C", out: np.ndarray | None = None) -> Any:
+        """CuPy's copy to the host: into `out` (a host array) when given."""
+        CROSSINGS.record("copy", f"{self.nbytes} bytes")
+        host = self.view(np.ndarray)
+        if out is None:
+            return host.copy(order=order)
+        if type(out) is not np.ndarray:
+            raise TypeError("get(out=...) takes a host (numpy) array")
+        np.copyto(out, host)
+        return out
+
+    def _read(self, what: str) -> np.ndarray:
+        CROSSINGS.record("read", what)
+        return self.view(np.ndarray)
+
+    def __float__(self) -> float:
+        return float(self._read("float()"))
+
+    def __int__(self) -> int:
+        return int(self._read("int()"))
+
+    def __index__(self) -> int:
+        return self._read("index").__index__()
+
+    def __bool__(self) -> bool:
+        return bool(self._read("bool()"))
+
+    def item(self, *args: Any) -> Any:
+        return self._read("item()").item(*args)
+
+    def tolist(self) -> Any:
+        return self._read("tolist()").tolist()
+
+    def __repr__(self) -> str:
+        return f"DeviceArray({np.ndarray.__repr__(self._read('repr()'))})"
+
+    def __str__(self) -> str:
+        return str(self._read("str()"))
+
+    def __format__(self, spec: str) -> str:
+        return format(self._read("format()"), spec)
+
+
+def _package_frame() -> str:
+    """`path:line` of the innermost stack frame in ca_server (or in bench/), for messages."""
+    for frame in reversed(traceback.extract_stack()):
+        if "/ca_server/" in frame.filename or "/bench/" in frame.filename:
+            return f"{frame.filename.rsplit('/ca_server/', 1)[-1]}:{frame.lineno}"
+    return "outside the package"
+
+
+def _is_host_array(value: Any) -> bool:
+    return type(value) is np.ndarray or isinstance(value, list)
+
+
+def _holds_host_array(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return any(_holds_host_array(item) for item in value)
+    return _is_host_array(value)
+
+
+def _reject_host_arrays(values: Any, name: str) -> None:
+    for value in values:
+        if _is_host_array(value):
+            raise TypeError(
+                f"{name} got a host {type(value).__name__} beside device arrays; CuPy raises "
+                "TypeError here: upload it once with xp.asarray"
+            )
+
+
+def _device_index(key: Any) -> Any:
+    if _holds_host_array(key):
+        CROSSINGS.record("upload", "host index array")
+    return _host_views(key)
+
+
+def _host_view(value: Any) -> Any:
+    return value.view(np.ndarray) if isinstance(value, DeviceArray) else value
+
+
+def _host_views(value: Any) -> Any:
+    if isinstance(value, DeviceArray):
+        return value.view(np.ndarray)
+    if isinstance(value, list | tuple):
+        return type(value)(_host_views(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _host_views(item) for key, item in value.items()}
+    return value
+
+
+def _on_device(value: Any) -> Any:
+    """numpy's results as CuPy's: arrays and scalars become DeviceArrays (scalars 0-d)."""
+    if type(value) is np.ndarray:
+        return value.view(DeviceArray)
+    if isinstance(value, np.generic):
+        return np.asarray(value).view(DeviceArray)
+    if isinstance(value, tuple | list):
+        return type(value)(_on_device(item) for item in value)
+    return value
+
+
+class DeviceModule:
+    """numpy, scipy.fft or scipy.ndimage with CuPy's boundary: takes and returns DeviceArrays."""
+
+    def __init__(self, module: ModuleType, prefix: str) -> None:
+        self._module, self._prefix = module, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._module, name)
+        if isinstance(attribute, ModuleType):
+            return DeviceModule(attribute, f"{self._prefix}.{name}")
+        if not callable(attribute) or isinstance(attribute, type | np.ufunc):
+            return attribute  # dtypes, constants; ufuncs check their own inputs
+        qualified = f"{self._prefix}.{name}"
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if name in UPLOADING_FUNCTIONS:
+                if args and _holds_host_array(args[0]):
+                    CROSSINGS.record("upload", qualified)
+            else:
+                _reject_host_arrays((*args, *kwargs.values()), qualified)
+            return _on_device(attribute(*_host_views(args), **_host_views(kwargs)))
+
+        return call
+
+
+class BoundaryKernelCompiler(HostKernelCompiler):
+    """Host-compiled fused kernels that take device arrays only, as CuPy's launches do."""
+
+    def compile(self, source: KernelSource) -> Any:
+        launch = super().compile(source)
+
+        def checked_launch(n: int, *args: Any) -> None:
+            name = f"fused kernel {source.name}"
+            _reject_host_arrays(args, name)
+            for value in args:
+                if isinstance(value, DeviceArray) and value.ndim == 0:
+                    raise TypeError(f"{name} got a 0-d device array where a number is expected")
+            launch(n, *_host_views(args))
+
+        return checked_launch
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceBoundaryBackend(Backend):
+    """The fused CPU backend behind CuPy's boundary rules; GPU branches taken (`is_gpu`)."""
+
+    @property
+    def is_gpu(self) -> bool:
+        return True
+
+    def synchronize(self) -> None:
+        CROSSINGS.record("wait", "synchronize()")
+
+    def host_mapped_array(self, shape: tuple[int, ...], dtype: Any) -> tuple[np.ndarray, Any]:
+        host = np.zeros(shape, dtype)
+        return host, host.view(DeviceArray)
+
+    def pin_host_memory(self, region: np.ndarray) -> Any:
+        return lambda: None
+
+    def memory_in_use_bytes(self) -> int:
+        return 0
+
+
+def device_boundary_backend() -> DeviceBoundaryBackend:
+    import scipy.fft
+    import scipy.ndimage
+
+    numpy = numpy_backend(fft_workers=1)
+    fields = {field.name: getattr(numpy, field.name) for field in dataclasses.fields(numpy)}
+    fields.update(
+        xp=DeviceModule(np, "xp"),
+        fft=DeviceModule(scipy.fft, "fft"),
+        ndimage=DeviceModule(scipy.ndimage, "ndimage"),
+        kernel_compiler=BoundaryKernelCompiler(),
+    )
+    return DeviceBoundaryBackend(**fields)
