@@ -16,12 +16,9 @@ invisible starts over with a new seed, a few times at most.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ca_server.engines.base import BASE_RESOLUTION
-from ca_server.engines.lenia import MIN_RADIUS_PX
-from ca_server.engines.mnca import MIN_SMALLEST_RING_PX
+from ca_server.engines import BASE_RESOLUTION, ENGINE_CLASSES
 from ca_server.organism import Organism
 from ca_server.presets import Preset
 
@@ -42,37 +39,10 @@ DEAD_DURING_WARMUP = 0.002
 WARMUP_ATTEMPTS = 3
 
 
-# SmoothLife's floors, written into its constructor: inner radius and annulus width >= 3 px.
-SMOOTHLIFE_MIN_INNER_PX = 3
-SMOOTHLIFE_MIN_ANNULUS_PX = 3
 # Whole-pixel rounding moves a radius by up to half a pixel on each grid; a warm-up radius, scaled
 # back up, may differ from the full-size one by that much (times the factor on the small grid)
 # before the difference counts as a change of scale.
 ROUNDING_SLACK_PX = 0.5
-
-
-def kernel_radii_px(engine: str, params: Mapping[str, Any], side: int) -> tuple[float, ...]:
-    """The kernel radii in px that `engine` builds on a grid with short side `side`, floors in.
-
-    Follows the engines' constructors: Lenia's R; SmoothLife's inner and outer radius; every MNCA
-    ring's outer radius. Empty for Gray-Scott, whose Laplacian does not scale with the grid.
-    """
-    scale = side / BASE_RESOLUTION
-    if engine == "lenia":
-        return (max(MIN_RADIUS_PX, round(params["R"] * scale)),)
-    if engine == "smoothlife":
-        inner = max(SMOOTHLIFE_MIN_INNER_PX, round(params["ri"] * scale))
-        outer = max(inner + SMOOTHLIFE_MIN_ANNULUS_PX, round(params["ra"] * scale))
-        return (inner, outer)
-    if engine == "mnca":
-        smallest_outer = min(float(outer) for _, outer in params["rings"])
-        ring_scale = max(scale, MIN_SMALLEST_RING_PX / smallest_outer)
-        return tuple(
-            max(outer * ring_scale, inner * ring_scale + 1.0) for inner, outer in params["rings"]
-        )
-    if engine == "gray_scott":
-        return ()
-    raise ValueError(f"unknown engine {engine!r}; use lenia, smoothlife, mnca or gray_scott")
 
 
 def warmup_factor(preset: Preset, height: int, width: int) -> int:
@@ -86,11 +56,12 @@ def warmup_factor(preset: Preset, height: int, width: int) -> int:
     if preset.engine == "gray_scott":
         return 1
     side = min(height, width)
-    full_radii = kernel_radii_px(preset.engine, preset.engine_params, side)
+    kernel_radii_px = ENGINE_CLASSES[preset.engine].kernel_radii_px
+    full_radii = kernel_radii_px(preset.engine_params, side / BASE_RESOLUTION)
     for factor in (4, 2):
         if side // factor < WARMUP_MIN_SIDE_PX or height % factor or width % factor:
             continue
-        small_radii = kernel_radii_px(preset.engine, preset.engine_params, side // factor)
+        small_radii = kernel_radii_px(preset.engine_params, side // factor / BASE_RESOLUTION)
         slack_px = ROUNDING_SLACK_PX * (factor + 1)
         if all(
             abs(small * factor - full) <= slack_px

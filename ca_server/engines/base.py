@@ -44,6 +44,12 @@ class Engine(ABC):
         self.params = dict(params)
         self.res_scale = min(height, width) / BASE_RESOLUTION
 
+    @staticmethod
+    def kernel_radii_px(params: Mapping[str, Any], res_scale: float) -> tuple[float, ...]:
+        """The radii in px of the kernels this engine builds at `res_scale` (short side over
+        BASE_RESOLUTION), floors applied; empty where no kernel scales with the grid."""
+        return ()
+
     @property
     @abstractmethod
     def world(self) -> Any:

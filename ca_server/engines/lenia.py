@@ -57,9 +57,14 @@ class LeniaEngine(Engine):
 
     name = "lenia"
 
+    @staticmethod
+    def kernel_radii_px(params: Mapping[str, Any], res_scale: float) -> tuple[int]:
+        """(R in px,): the preset's R scaled, at least MIN_RADIUS_PX."""
+        return (max(MIN_RADIUS_PX, round(params["R"] * res_scale)),)
+
     def __init__(self, backend: Backend, height: int, width: int, params: Mapping[str, Any]):
         super().__init__(backend, height, width, params)
-        self.radius = max(MIN_RADIUS_PX, round(self.params["R"] * self.res_scale))
+        (self.radius,) = self.kernel_radii_px(self.params, self.res_scale)
         kernel = lenia_kernel(
             torus_distance(height, width),
             self.radius,

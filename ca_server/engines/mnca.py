@@ -70,25 +70,40 @@ extern "C" __global__ void mnca_update(
 )
 
 
+def ring_scale(params: Mapping[str, Any], res_scale: float) -> float:
+    """px per preset unit for every ring: `res_scale`, raised until the smallest outer radius is
+    MIN_SMALLEST_RING_PX."""
+    smallest_outer = min(float(outer) for _, outer in params["rings"])
+    return max(res_scale, MIN_SMALLEST_RING_PX / smallest_outer)
+
+
+def rings_px(params: Mapping[str, Any], res_scale: float) -> list[tuple[float, float]]:
+    """(inner, outer) radius in px of every ring, each ring at least 1 px wide."""
+    scale = ring_scale(params, res_scale)
+    return [
+        (inner * scale, max(outer * scale, inner * scale + 1.0)) for inner, outer in params["rings"]
+    ]
+
+
 class MNCAEngine(Engine):
     """Continuous MNCA; `world` is A, (H, W) float32 in [0, 1] on the device."""
 
     name = "mnca"
 
+    @staticmethod
+    def kernel_radii_px(params: Mapping[str, Any], res_scale: float) -> tuple[float, ...]:
+        """Every ring's outer radius in px (`rings_px`)."""
+        return tuple(outer for _, outer in rings_px(params, res_scale))
+
     def __init__(self, backend: Backend, height: int, width: int, params: Mapping[str, Any]):
         super().__init__(backend, height, width, params)
         xp = backend.xp
         distance = torus_distance(height, width)
-        smallest_outer = min(float(outer) for _, outer in self.params["rings"])
-        self.ring_scale = max(self.res_scale, MIN_SMALLEST_RING_PX / smallest_outer)
-        self.rings: list[tuple[float, float]] = []
-        kernels = []
-        for inner, outer in self.params["rings"]:
-            inner_px = inner * self.ring_scale
-            outer_px = max(outer * self.ring_scale, inner_px + 1.0)
-            self.rings.append((inner_px, outer_px))
-            kernels.append(logistic_ring(distance, inner_px, outer_px))
-        self._ring_hats = kernel_spectra(backend, kernels)
+        self.ring_scale = ring_scale(self.params, self.res_scale)
+        self.rings = rings_px(self.params, self.res_scale)
+        self._ring_hats = kernel_spectra(
+            backend, [logistic_ring(distance, inner, outer) for inner, outer in self.rings]
+        )
         # (centre, half width) of every interval per ring, and the edge width in cells of A
         self.rules = [
             [((low + high) / 2.0, (high - low) / 2.0) for low, high in intervals]

@@ -32,6 +32,10 @@ from ca_server.engines.kernels import kernel_spectra, logistic_disc, logistic_ri
 from ca_server.fused import KernelSource
 from ca_server.xp import Backend
 
+# Floors on the scaled radii, in px: a smaller disc or annulus no longer averages a neighbourhood.
+MIN_INNER_PX = 3
+MIN_ANNULUS_PX = 3
+
 # The numpy transition below, pass for pass in the same order (so it rounds the same way): the
 # interval constants c_low = exp((low - 1/2)/alpha_n), c_high = exp((1/2 - high)/alpha_n) come
 # from the host, since b1 and b2 breathe.
@@ -66,11 +70,17 @@ class SmoothLifeEngine(Engine):
 
     name = "smoothlife"
 
+    @staticmethod
+    def kernel_radii_px(params: Mapping[str, Any], res_scale: float) -> tuple[int, int]:
+        """(inner, outer) radius in px: ri and ra scaled, the disc and the annulus each at least
+        MIN_INNER_PX and MIN_ANNULUS_PX wide."""
+        inner = max(MIN_INNER_PX, round(params["ri"] * res_scale))
+        return inner, max(inner + MIN_ANNULUS_PX, round(params["ra"] * res_scale))
+
     def __init__(self, backend: Backend, height: int, width: int, params: Mapping[str, Any]):
         super().__init__(backend, height, width, params)
         xp = backend.xp
-        self.inner_radius = max(3, round(self.params["ri"] * self.res_scale))
-        self.outer_radius = max(self.inner_radius + 3, round(self.params["ra"] * self.res_scale))
+        self.inner_radius, self.outer_radius = self.kernel_radii_px(self.params, self.res_scale)
         distance = torus_distance(height, width)
         self._kernel_hats = kernel_spectra(
             backend,
