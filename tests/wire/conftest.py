@@ -1,5 +1,6 @@
-"""Fixtures for the wire tests: an isolated shared-memory and runtime folder per test, and a way
-to run the ring worker script (`ring_workers.py`) as a real subprocess that reports JSON lines."""
+"""Fixtures for the wire tests: the isolated shared-memory and runtime folders with their
+environment, and a way to run the ring worker script (`ring_workers.py`) as a real subprocess
+that reports JSON lines."""
 
 from __future__ import annotations
 
@@ -31,17 +32,10 @@ class RingEnv:
 
 
 @pytest.fixture
-def ring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RingEnv:
-    """CA_SERVER_SHM_DIR on a real tmpfs (a fresh folder in /dev/shm) and CA_SERVER_RUNTIME_DIR
-    in tmp_path, set for this process and handed to workers; both removed afterwards."""
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    shm_dir = Path(tempfile.mkdtemp(prefix="ca-test-", dir=base))
-    runtime_dir = tmp_path / "run"
-    runtime_dir.mkdir(mode=0o700)
-    monkeypatch.setenv("CA_SERVER_SHM_DIR", str(shm_dir))
-    monkeypatch.setenv("CA_SERVER_RUNTIME_DIR", str(runtime_dir))
-    yield RingEnv(shm_dir, runtime_dir, dict(os.environ))
-    shutil.rmtree(shm_dir, ignore_errors=True)
+def ring_env(runtime_dir: Path, shm_dir: Path) -> RingEnv:
+    """The private runtime and /dev/shm folders of tests/conftest.py (already set in this
+    process's environment) and that environment, to hand to workers."""
+    return RingEnv(shm_dir, runtime_dir, dict(os.environ))
 
 
 class Worker:
