@@ -97,18 +97,21 @@ class Bloom:
         self._ndimage = backend.ndimage
         factor = pick_factor(height, width, target_cells=48)
         self._factor = factor
-        self._down = BoxDownsampler(backend, height, width, factor)
-        small_h, small_w = self._down.small_shape
-        self._up = BilinearUpsampler(backend, small_h, small_w, factor)
+        small_h, small_w = height // factor, width // factor
         self._small = xp.empty((small_h, small_w), dtype=xp.float32)
         self._near = xp.empty_like(self._small)
         self._far = xp.empty_like(self._small)
         shorter_side = min(height, width)
         self._near_sigma = max(0.6, NEAR_SIGMA_FRACTION * shorter_side / factor)
         self._far_sigma = max(1.0, FAR_SIGMA_FRACTION * shorter_side / factor)
-        # None on numpy: the BoxDownsampler / BilinearUpsampler sequence below runs instead.
+        # None on numpy: the BoxDownsampler / BilinearUpsampler sequence below runs instead, with
+        # its scratch rows (≈ 2 MB at 1024²) made only there.
         self._fused_downsample = backend.fused_kernel(BLOOM_DOWNSAMPLE)
         self._fused_upsample_add = backend.fused_kernel(BLOOM_UPSAMPLE_ADD)
+        if self._fused_downsample is None:
+            self._down = BoxDownsampler(backend, height, width, factor)
+        if self._fused_upsample_add is None:
+            self._up = BilinearUpsampler(backend, small_h, small_w, factor)
 
     def apply(self, light: Any, strength: float, threshold: float) -> Any:
         """`light += strength · glow(max(light − threshold, 0))`, in place; returns `light`.
