@@ -17,6 +17,7 @@ import pytest
 from device_boundary import Crossing, DeviceArray, device_boundary_backend, watch
 from host_cuda import compiler_available
 
+from ca_server.health import Action
 from ca_server.presets import preset_names
 from ca_server.simulation import CROSSFADE_BLEND, Simulation
 
@@ -101,6 +102,23 @@ def test_changes_controls_and_deaths_cross_only_where_they_must() -> None:
     )
     assert read_places and all(place.startswith("warmup.py:") for place in read_places), read_places
     assert not [crossing for crossing in crossings if crossing.kind == "numpy call"]
+
+
+@pytest.mark.parametrize("name", ["coral", "sl_gliders", "mnca_worm", "medusa"])
+def test_every_health_action_stays_on_the_device_side(name: str) -> None:
+    """Each action the health monitor can take, on each engine: nothing raises (a crash on CuPy),
+    nothing reads a device value back, and the frame after it makes its one copy. Seeds and masks
+    drawn on the host are uploaded: those are the only other crossings."""
+    simulation = Simulation(device_boundary_backend(), width=SIZE, height=SIZE, preset=name)
+    frames_crossings(simulation, 2)
+    for action in Action:
+        with watch() as applied:
+            simulation._current.apply(action)
+        (frame,) = frames_crossings(simulation, 1)
+        crossings = applied + frame
+        kinds = collections.Counter(crossing.kind for crossing in crossings)
+        assert set(kinds) <= {"upload", "copy", "wait"}, (action, [str(c) for c in crossings])
+        assert kinds["copy"] == 1 and kinds["wait"] == 1, (action, kinds)
 
 
 # The harness itself: each rule must catch what it is there for.
