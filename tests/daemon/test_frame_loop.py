@@ -6,8 +6,10 @@ reads each published frame. The backend counts its device-to-host copies (`to_ho
 statistics reach the host without one (written into mapped memory on the GPU; the same array on
 numpy), so a healthy frame makes exactly one copy, the frame's. Deaths are forced by zeroing the
 on-screen world between frames; the loop must notice after rendering, put the last visible
-picture back and render again before publishing: that frame alone makes a second copy. What
-this cannot check is the GPU side of the mapped memory: `tests/ca/test_gpu.py` does.
+picture back and render again before publishing: that frame alone makes a second copy. The
+second test runs the same frame on the GPU path with CuPy's host/device rules kept on the CPU
+(tests/device_boundary.py). What neither can check is the GPU side of the mapped memory:
+`tests/ca/test_gpu.py` does.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import pytest
+from device_boundary import device_boundary_backend, watch
+from host_cuda import compiler_available
 
 from ca_server.config import ServerConfig
 from ca_server.server import CAServer
+from ca_server.wire.protocol import Reply, encode_reply
 from ca_server.wire.ring import RingReader
 from ca_server.xp import Backend, numpy_backend
 
@@ -72,3 +78,37 @@ def test_one_copy_per_frame_and_no_black_frame_after_deaths(runtime_dir, shm_dir
     assert redone == list(DEATH_FRAMES), copies_per_frame
     assert all(len(sizes) == 2 for index, sizes in enumerate(copies_per_frame) if index in redone)
     assert server.simulation.health()["regrowths"] >= 1
+
+
+@pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
+def test_on_the_gpu_path_a_frame_crosses_once_and_status_reads_nothing(
+    runtime_dir, shm_dir
+) -> None:
+    """The same daemon frame on tests/device_boundary.py's backend (the fused path with CuPy's
+    host/device rules, no GPU needed): the frame's copy into the ring slot and settle's wait
+    behind it are its only crossings, and a `status` reply, encoded for the wire, carries host
+    values only (a device scalar would be a hidden read on CuPy, or fail to encode)."""
+    backend = device_boundary_backend()
+    config = ServerConfig(backend="numpy", width=SIZE, height=SIZE, name="gpuloop", preset="coral")
+    server = CAServer(config.resolved("numpy"), backend)
+    reader = RingReader("gpuloop")
+    try:
+        reader.attach()
+        for _ in range(3):
+            server._produce_frame()
+        with watch() as crossings:
+            for _ in range(10):
+                server._produce_frame()
+                assert len(reader.read_new(1).pixels) == 1
+            encode_reply(Reply(id=1, ok=True, result=server.status()))
+    finally:
+        reader.close()
+        server.close()
+    frame_copy, settle_wait = ("copy", f"{SIZE * SIZE * 3} bytes"), ("wait", "synchronize()")
+    seen = [(crossing.kind, crossing.what) for crossing in crossings]
+    others = [
+        str(crossing)
+        for crossing, kind_what in zip(crossings, seen, strict=True)
+        if kind_what not in (frame_copy, settle_wait)
+    ]
+    assert seen == [frame_copy, settle_wait] * 10, others or seen
