@@ -205,8 +205,9 @@ class Organism:
         radius = side * self.rng.uniform(0.05, 0.10)
         cy = h / 2 + self.rng.uniform(-0.25, 0.25) * side
         cx = w / 2 + self.rng.uniform(-0.25, 0.25) * side
-        keep = 1.0 - np.exp(-((wrapped_distance2(h, w, cy % h, cx % w) / radius**2) ** 4))
-        keep_device = xp.asarray(keep.astype(np.float32))
+        # Drawn on the device: no full-frame mask made on the host and uploaded (4 MB at 1024²).
+        distance2 = wrapped_distance2(h, w, cy % h, cx % w, xp)
+        keep_device = 1.0 - xp.exp(-((distance2 / radius**2) ** 4))
         world = self.engine.world
         world *= keep_device
         if self.preset.engine == "gray_scott":  # empty GS is U = 1, V = 0

@@ -50,7 +50,7 @@ class Crossing:
     """One host/device crossing: `kind` is "copy", "read", "upload", "wait" or "numpy call"."""
 
     kind: str
-    what: str  # e.g. "float()", "xp.asarray", "numpy.mean", "49152 bytes"
+    what: str  # e.g. "float()", "xp.asarray 65536 bytes", "numpy.mean", "49152 bytes"
     where: str  # the innermost ca_server frame that made it, "path:line"
 
     def __str__(self) -> str:
@@ -223,7 +223,7 @@ class DeviceModule:
         def call(*args: Any, **kwargs: Any) -> Any:
             if name in UPLOADING_FUNCTIONS:
                 if args and _holds_host_array(args[0]):
-                    CROSSINGS.record("upload", qualified)
+                    CROSSINGS.record("upload", f"{qualified} {np.asarray(args[0]).nbytes} bytes")
             else:
                 _reject_host_arrays((*args, *kwargs.values()), qualified)
             return _on_device(attribute(*_host_views(args), **_host_views(kwargs)))

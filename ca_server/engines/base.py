@@ -105,12 +105,13 @@ def centred_radius(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.
     return dx, dy, np.sqrt(dx * dx + dy * dy)
 
 
-def wrapped_distance2(height: int, width: int, cy: float, cx: float) -> np.ndarray:
-    """Squared toroidal pixel distance of every cell to (cy, cx); (H, W) float32, host."""
-    y = np.abs(np.arange(height, dtype=np.float32) - cy)
-    x = np.abs(np.arange(width, dtype=np.float32) - cx)
-    y = np.minimum(y, height - y)
-    x = np.minimum(x, width - x)
+def wrapped_distance2(height: int, width: int, cy: float, cx: float, xp: Any = np) -> Any:
+    """Squared toroidal pixel distance of every cell to (cy, cx); (H, W) float32 made with array
+    module `xp` (host by default, the device with `backend.xp`)."""
+    y = xp.abs(xp.arange(height, dtype=xp.float32) - cy)
+    x = xp.abs(xp.arange(width, dtype=xp.float32) - cx)
+    y = xp.minimum(y, height - y)
+    x = xp.minimum(x, width - x)
     return y[:, None] ** 2 + x[None, :] ** 2
 
 

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(not compiler_available(), reason="g++ is not ins
 
 SIZE = 128
 FRAME_BYTES = SIZE * SIZE * 3
+FIELD_BYTES = SIZE * SIZE * 4  # one float32 state field
 
 
 def frames_crossings(
@@ -107,8 +108,9 @@ def test_changes_controls_and_deaths_cross_only_where_they_must() -> None:
 @pytest.mark.parametrize("name", ["coral", "sl_gliders", "mnca_worm", "medusa"])
 def test_every_health_action_stays_on_the_device_side(name: str) -> None:
     """Each action the health monitor can take, on each engine: nothing raises (a crash on CuPy),
-    nothing reads a device value back, and the frame after it makes its one copy. Seeds and masks
-    drawn on the host are uploaded: those are the only other crossings."""
+    nothing reads a device value back, and the frame after it makes its one copy. Seed patches
+    drawn on the host are uploaded, small; only a full reseed uploads whole fields (the perturb's
+    erase mask is drawn on the device)."""
     simulation = Simulation(device_boundary_backend(), width=SIZE, height=SIZE, preset=name)
     frames_crossings(simulation, 2)
     for action in Action:
@@ -119,6 +121,9 @@ def test_every_health_action_stays_on_the_device_side(name: str) -> None:
         kinds = collections.Counter(crossing.kind for crossing in crossings)
         assert set(kinds) <= {"upload", "copy", "wait"}, (action, [str(c) for c in crossings])
         assert kinds["copy"] == 1 and kinds["wait"] == 1, (action, kinds)
+        if action is not Action.RESEED:  # a reseed uploads whole fields; the rest, seed patches
+            uploaded = [int(c.what.split()[-2]) for c in crossings if c.kind == "upload"]
+            assert max(uploaded, default=0) < FIELD_BYTES / 4, (action, uploaded)
 
 
 # The harness itself: each rule must catch what it is there for.
