@@ -172,9 +172,9 @@ def stamp_max(backend: Backend, field: Any, cy: float, cx: float, patch: np.ndar
     xp = backend.xp
     ph, pw = patch.shape
     height, width = field.shape
-    rows = (np.arange(ph) + round(cy) - ph // 2) % height
-    cols = (np.arange(pw) + round(cx) - pw // 2) % width
-    index = xp.ix_(xp.asarray(rows), xp.asarray(cols))
+    rows = (xp.arange(ph) + (round(cy) - ph // 2)) % height  # the window's indices, on device
+    cols = (xp.arange(pw) + (round(cx) - pw // 2)) % width
+    index = xp.ix_(rows, cols)
     field[index] = xp.maximum(field[index], xp.asarray(patch.astype(np.float32)))
 
 
