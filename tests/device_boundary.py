@@ -3,18 +3,22 @@ crash.
 
 What this stands in for: CuPy arrays on a GPU (CI has neither). `device_boundary_backend()` is the
 fused CPU backend (tests/host_cuda.py: the fused kernels' CUDA C compiled with g++) whose arrays
-are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary:
+are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary (checked against CuPy
+13.6 and 14.0's source):
 
-- A host array (a plain `numpy.ndarray`, or a list) given to a ufunc, an `xp` function, an FFT, a
-  filter or a fused kernel raises TypeError, as CuPy does ("Unsupported type"). Only `xp.asarray`
-  and its kin take host data: that is an upload (host-to-device copy), recorded.
-- Assigning host data into a device array, or indexing one with a host index array, is an upload,
-  recorded.
+- A host array (a plain `numpy.ndarray`) given to a ufunc, an `xp` function, an FFT, a filter or
+  a fused kernel, also inside a tuple or list, raises TypeError, as CuPy does ("Unsupported
+  type"); so does a list given to a ufunc or a kernel. `xp.copyto` from a host array raises
+  ValueError, as CuPy does. Only `xp.asarray` and its kin take host data (and `xp.ix_`, which
+  uploads too): an upload (host-to-device copy), recorded with its size.
+- Assigning a host array through an integer-array index is an upload, recorded; through any other
+  index it raises ValueError, as CuPy refuses it. A host index array is an upload, recorded.
 - A reduction or a full index gives a 0-d device array, not a host number, as CuPy does. Reading
   one (`float`, `int`, `bool` as in `if`, `item`, `tolist`, printing) is a device-to-host copy and
-  a wait on CuPy: recorded as a read.
-- `Backend.to_host` takes its GPU branch (`array.get(out=...)`): recorded as a copy, with its size.
-  `Backend.synchronize` is recorded as a wait.
+  a wait on CuPy: recorded as a read. So is indexing with a boolean mask (CuPy counts the mask's
+  true cells on the host first).
+- `Backend.to_host` takes its GPU branch (`array.get(out=...)`, with CuPy's checks on `out`):
+  recorded as a copy, with its size. `Backend.synchronize` is recorded as a wait.
 - A numpy function called on a device array (`np.` where `backend.xp.` was meant): recorded.
 - A 0-d device array given to a fused kernel as a number raises TypeError (CuPy would pass its
   address where the kernel expects the value).
@@ -22,9 +26,10 @@ are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary:
 `is_gpu` is True, so the package takes its GPU branches (batched inverse FFT, no FFT workers,
 `take` without clipping, `get` for copies). Mapped host memory (`host_mapped_array`) is a host
 array and a DeviceArray over the same bytes. Crossings are recorded only inside `watch()`; the
-TypeErrors are raised always. What this cannot see: `numpy.asarray(device_array)` (numpy views its
-own subclass without asking; CuPy raises), anything about speed or memory, and CuPy's own
-functions' corner cases: those are the `gpu`-marked tests' job.
+errors are raised always. What this cannot see: `numpy.asarray(device_array)` and
+`numpy.float32(device_scalar)` (numpy views its own subclass without asking; CuPy raises),
+anything about speed or memory, and CuPy's own functions' corner cases: those are the
+`gpu`-marked tests' job.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from host_cuda import HostKernelCompiler
 from ca_server.fused import KernelSource
 from ca_server.xp import Backend, numpy_backend
 
-UPLOADING_FUNCTIONS = frozenset({"asarray", "array", "ascontiguousarray", "asanyarray"})
+UPLOADING_FUNCTIONS = frozenset({"asarray", "array", "ascontiguousarray", "asanyarray", "ix_"})
+# These read only the shape and dtype of their first argument, wherever it lives.
+SHAPE_ONLY_FUNCTIONS = frozenset({"empty_like", "zeros_like", "ones_like", "full_like"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +57,13 @@ class Crossing:
     """One host/device crossing: `kind` is "copy", "read", "upload", "wait" or "numpy call"."""
 
     kind: str
-    what: str  # e.g. "float()", "xp.asarray 65536 bytes", "numpy.mean", "49152 bytes"
+    what: str  # e.g. "float()", "xp.asarray", "numpy.mean", "get()"
     where: str  # the innermost ca_server frame that made it, "path:line"
+    nbytes: int = 0  # bytes moved, for copies and uploads
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.what} at {self.where}"
+        size = f" {self.nbytes} bytes" if self.nbytes else ""
+        return f"{self.kind} {self.what}{size} at {self.where}"
 
 
 class CrossingLog:
@@ -63,9 +72,9 @@ class CrossingLog:
     def __init__(self) -> None:
         self.watching: list[Crossing] | None = None
 
-    def record(self, kind: str, what: str) -> None:
+    def record(self, kind: str, what: str, nbytes: int = 0) -> None:
         if self.watching is not None:
-            self.watching.append(Crossing(kind, what, _package_frame()))
+            self.watching.append(Crossing(kind, what, _package_frame(), nbytes))
 
 
 CROSSINGS = CrossingLog()
@@ -86,12 +95,7 @@ class DeviceArray(np.ndarray):
     """A numpy array standing in for a CuPy array (see the module docstring for the rules)."""
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        name = f"numpy.{ufunc.__name__}"
-        _reject_host_arrays(inputs, name)
-        if "out" in kwargs:
-            _reject_host_arrays(kwargs["out"], name)
-            kwargs["out"] = tuple(_host_view(value) for value in kwargs["out"])
-        return _on_device(getattr(ufunc, method)(*(_host_view(v) for v in inputs), **kwargs))
+        return _device_ufunc_call(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         CROSSINGS.record("numpy call", f"numpy.{func.__name__}")
@@ -101,18 +105,36 @@ class DeviceArray(np.ndarray):
         return _on_device(np.ndarray.__getitem__(self.view(np.ndarray), _device_index(key)))
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        if _holds_host_array(value):
-            CROSSINGS.record("upload", "assignment of host data")
+        if _holds_host_ndarray(value):
+            if not _is_integer_array_index(key):
+                raise ValueError(
+                    "assigning a host ndarray into a device array: CuPy refuses it (non-scalar "
+                    "numpy.ndarray cannot be used for fill); upload it with xp.asarray"
+                )
+            CROSSINGS.record("upload", "assignment", np.asarray(value).nbytes)
         np.ndarray.__setitem__(self.view(np.ndarray), _device_index(key), _host_views(value))
 
-    def get(self, stream: Any = None, order: str = "C", out: np.ndarray | None = None) -> Any:
-        """CuPy's copy to the host: into `out` (a host array) when given."""
-        CROSSINGS.record("copy", f"{self.nbytes} bytes")
+    def get(
+        self,
+        stream: Any = None,
+        order: str = "C",
+        out: np.ndarray | None = None,
+        blocking: bool = True,
+    ) -> Any:
+        """CuPy's copy to the host, with its checks: into `out` (a host array of this array's
+        shape and dtype, C-contiguous) when given."""
+        CROSSINGS.record("copy", "get()", self.nbytes)
         host = self.view(np.ndarray)
         if out is None:
             return host.copy(order=order)
         if type(out) is not np.ndarray:
             raise TypeError("get(out=...) takes a host (numpy) array")
+        if out.dtype != self.dtype:
+            raise TypeError(f"get(out=...) has dtype {out.dtype}, the array {self.dtype}")
+        if out.shape != self.shape:
+            raise ValueError(f"get(out=...) has shape {out.shape}, the array {self.shape}")
+        if not out.flags.c_contiguous:
+            raise RuntimeError("get(out=...) must be contiguous")
         np.copyto(out, host)
         return out
 
@@ -148,6 +170,29 @@ class DeviceArray(np.ndarray):
         return format(self._read("format()"), spec)
 
 
+def _device_ufunc_call(ufunc: Any, method: str, inputs: Any, kwargs: dict[str, Any]) -> Any:
+    name = f"numpy.{ufunc.__name__}"
+    _reject_host_operands(inputs, name)
+    if "out" in kwargs:
+        out = kwargs["out"] if isinstance(kwargs["out"], tuple) else (kwargs["out"],)
+        _reject_host_operands(out, name)
+        kwargs["out"] = tuple(_host_views(value) for value in out)
+    return _on_device(getattr(ufunc, method)(*_host_views(inputs), **kwargs))
+
+
+class DeviceUfunc:
+    """A numpy ufunc reached as `xp.<name>`: its operands must be on the device, as in CuPy."""
+
+    def __init__(self, ufunc: np.ufunc) -> None:
+        self._ufunc = ufunc
+
+    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
+        return _device_ufunc_call(self._ufunc, "__call__", inputs, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ufunc, name)
+
+
 def _package_frame() -> str:
     """`path:line` of the innermost stack frame in ca_server (or in bench/), for messages."""
     for frame in reversed(traceback.extract_stack()):
@@ -156,33 +201,44 @@ def _package_frame() -> str:
     return "outside the package"
 
 
-def _is_host_array(value: Any) -> bool:
-    return type(value) is np.ndarray or isinstance(value, list)
+def _holds_host_ndarray(value: Any) -> bool:
+    """A plain numpy array in `value`, or in a tuple, list or dict inside it."""
+    if type(value) is np.ndarray:
+        return True
+    if isinstance(value, list | tuple):
+        return any(_holds_host_ndarray(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_host_ndarray(item) for item in value.values())
+    return False
 
 
-def _holds_host_array(value: Any) -> bool:
-    if isinstance(value, tuple):
-        return any(_holds_host_array(item) for item in value)
-    return _is_host_array(value)
-
-
-def _reject_host_arrays(values: Any, name: str) -> None:
+def _reject_host_operands(values: Any, name: str) -> None:
+    """A ufunc's or a kernel's operands: no host array, no list (CuPy takes neither)."""
     for value in values:
-        if _is_host_array(value):
-            raise TypeError(
-                f"{name} got a host {type(value).__name__} beside device arrays; CuPy raises "
-                "TypeError here: upload it once with xp.asarray"
-            )
+        if type(value) is np.ndarray or isinstance(value, list):
+            _raise_host_array(name, value)
+
+
+def _raise_host_array(name: str, value: Any) -> None:
+    raise TypeError(
+        f"{name} got a host {type(value).__name__} beside device arrays; CuPy raises "
+        "TypeError here: upload it once with xp.asarray"
+    )
+
+
+def _is_integer_array_index(key: Any) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, np.ndarray) and k.dtype.kind in "iu" for k in keys)
 
 
 def _device_index(key: Any) -> Any:
-    if _holds_host_array(key):
-        CROSSINGS.record("upload", "host index array")
+    keys = key if isinstance(key, tuple) else (key,)
+    for k in keys:
+        if isinstance(k, DeviceArray) and k.dtype == np.bool_:
+            CROSSINGS.record("read", "boolean mask index")
+        elif type(k) is np.ndarray or isinstance(k, list):
+            CROSSINGS.record("upload", "host index array", np.asarray(k).nbytes)
     return _host_views(key)
-
-
-def _host_view(value: Any) -> Any:
-    return value.view(np.ndarray) if isinstance(value, DeviceArray) else value
 
 
 def _host_views(value: Any) -> Any:
@@ -216,16 +272,22 @@ class DeviceModule:
         attribute = getattr(self._module, name)
         if isinstance(attribute, ModuleType):
             return DeviceModule(attribute, f"{self._prefix}.{name}")
-        if not callable(attribute) or isinstance(attribute, type | np.ufunc):
-            return attribute  # dtypes, constants; ufuncs check their own inputs
+        if isinstance(attribute, np.ufunc):
+            return DeviceUfunc(attribute)
+        if not callable(attribute) or isinstance(attribute, type):
+            return attribute  # dtypes, constants
         qualified = f"{self._prefix}.{name}"
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if name in UPLOADING_FUNCTIONS:
-                if args and _holds_host_array(args[0]):
-                    CROSSINGS.record("upload", f"{qualified} {np.asarray(args[0]).nbytes} bytes")
-            else:
-                _reject_host_arrays((*args, *kwargs.values()), qualified)
+                uploaded = [value for value in args if type(value) is np.ndarray]
+                for value in uploaded:
+                    CROSSINGS.record("upload", qualified, value.nbytes)
+            elif name == "copyto" and len(args) > 1 and type(args[1]) is np.ndarray:
+                raise ValueError("non-scalar numpy.ndarray cannot be used for copyto (CuPy)")
+            elif name not in SHAPE_ONLY_FUNCTIONS and _holds_host_ndarray((args, kwargs)):
+                values = (*args, *kwargs.values())
+                _raise_host_array(qualified, next(v for v in values if _holds_host_ndarray(v)))
             return _on_device(attribute(*_host_views(args), **_host_views(kwargs)))
 
         return call
@@ -239,7 +301,7 @@ class BoundaryKernelCompiler(HostKernelCompiler):
 
         def checked_launch(n: int, *args: Any) -> None:
             name = f"fused kernel {source.name}"
-            _reject_host_arrays(args, name)
+            _reject_host_operands(args, name)
             for value in args:
                 if isinstance(value, DeviceArray) and value.ndim == 0:
                     raise TypeError(f"{name} got a 0-d device array where a number is expected")
@@ -271,6 +333,8 @@ class DeviceBoundaryBackend(Backend):
 
 
 def device_boundary_backend() -> DeviceBoundaryBackend:
+    """The numpy backend (one FFT worker) with DeviceArray modules and host-compiled fused
+    kernels that check their operands: the GPU path's code on the CPU, behind CuPy's rules."""
     import scipy.fft
     import scipy.ndimage
 
