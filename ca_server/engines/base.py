@@ -172,8 +172,9 @@ def stamp_max(backend: Backend, field: Any, cy: float, cx: float, patch: np.ndar
     xp = backend.xp
     ph, pw = patch.shape
     height, width = field.shape
-    rows = (xp.arange(ph) + (round(cy) - ph // 2)) % height  # the window's indices, on device
-    cols = (xp.arange(pw) + (round(cx) - pw // 2)) % width
+    top, left = round(cy) - ph // 2, round(cx) - pw // 2
+    rows = xp.arange(top, top + ph) % height  # the window's indices, made on the device
+    cols = xp.arange(left, left + pw) % width
     index = xp.ix_(rows, cols)
     field[index] = xp.maximum(field[index], xp.asarray(patch.astype(np.float32)))
 

@@ -108,8 +108,10 @@ class Bloom:
         # its scratch rows (≈ 2 MB at 1024²) made only there.
         self._fused_downsample = backend.fused_kernel(BLOOM_DOWNSAMPLE)
         self._fused_upsample_add = backend.fused_kernel(BLOOM_UPSAMPLE_ADD)
+        self._down: BoxDownsampler | None = None
         if self._fused_downsample is None:
             self._down = BoxDownsampler(backend, height, width, factor)
+        self._up: BilinearUpsampler | None = None
         if self._fused_upsample_add is None:
             self._up = BilinearUpsampler(backend, small_h, small_w, factor)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ca_server.engines import ENGINE_CLASSES, create_engine
+from ca_server.engines.base import stamp_max, wrapped_distance2
 from ca_server.engines.kernels import lenia_kernel, logistic_disc, logistic_ring, torus_distance
 from ca_server.presets import load_preset
 from ca_server.xp import numpy_backend
@@ -185,3 +186,63 @@ def test_radii_scale_from_the_512_base():
     sizes = {size: create_engine("lenia", BACKEND, size, size, preset.engine_params).radius
              for size in (128, 256, 1024)}  # fmt: skip
     assert sizes == {128: 8, 256: 10, 1024: 40}  # 8 px floor (heartbeat aliases below)
+
+
+def geometry_backends():
+    """numpy, and the GPU path behind CuPy's host/device rules where g++ can build its kernels."""
+    from device_boundary import device_boundary_backend
+    from host_cuda import compiler_available
+
+    no_compiler = pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
+    return [
+        pytest.param(lambda: BACKEND, id="numpy"),
+        pytest.param(device_boundary_backend, id="device", marks=no_compiler),
+    ]
+
+
+@pytest.mark.parametrize("make_backend", geometry_backends())
+def test_stamp_max_centres_the_patch_and_wraps_at_the_edges(make_backend):
+    backend = make_backend()
+    patch = np.arange(1, 10, dtype=np.float32).reshape(3, 3)  # values 1..9, no two alike
+    field = backend.xp.zeros((8, 10), np.float32)
+    stamp_max(backend, field, 4.0, 5.0, patch)  # centred inside: rows 3..5, columns 4..6
+    stamp_max(backend, field, 0.0, 9.0, patch)  # centred on a corner: wraps on both axes
+    expected = np.zeros((8, 10), np.float32)
+    expected[3:6, 4:7] = patch
+    expected[np.ix_([7, 0, 1], [8, 9, 0])] = patch
+    np.testing.assert_array_equal(backend.to_host(field), expected)
+    stamp_max(backend, field, 4.0, 5.0, patch[::-1].copy())  # a maximum, not a replacement
+    np.testing.assert_array_equal(backend.to_host(field)[3:6, 4:7], np.maximum(patch, patch[::-1]))
+
+
+@pytest.mark.parametrize("make_backend", geometry_backends())
+def test_wrapped_distance2_is_the_torus_distance_on_either_side(make_backend):
+    backend = make_backend()
+    distance2 = backend.to_host(wrapped_distance2(12, 20, 1.5, 18.25, backend.xp))
+    rows, cols = np.mgrid[0:12, 0:20]
+    dy = np.minimum(abs(rows - 1.5), 12 - abs(rows - 1.5))
+    dx = np.minimum(abs(cols - 18.25), 20 - abs(cols - 18.25))
+    assert distance2.dtype == np.float32
+    np.testing.assert_allclose(distance2, dy**2 + dx**2, rtol=1e-6)
+    np.testing.assert_array_equal(distance2, wrapped_distance2(12, 20, 1.5, 18.25))
+
+
+@pytest.mark.parametrize("make_backend", geometry_backends())
+def test_a_perturb_erases_a_disc_of_its_drawn_radius_around_its_drawn_centre(make_backend):
+    import copy
+
+    from ca_server.simulation import Simulation
+
+    backend = make_backend()
+    organism = Simulation(backend, width=96, height=96, preset="coral")._current
+    organism.engine.world[...] = 1.0
+    draws = copy.deepcopy(organism.rng)  # the same numbers _erase_disc will draw
+    radius = 96 * draws.uniform(0.05, 0.10)
+    cy, cx = (48 + draws.uniform(-0.25, 0.25) * 96 for _ in range(2))
+    organism._erase_disc()
+    world = backend.to_host(organism.engine.world)
+    distance = np.sqrt(wrapped_distance2(96, 96, cy % 96, cx % 96))
+    assert world[distance < 0.5 * radius].max() < 0.01  # 1 - exp(-(d/r)^8): gone inside r/2
+    assert world[distance > 1.5 * radius].min() > 0.99  # untouched beyond 1.5 r
+    edge = world[abs(distance - radius) < 0.5]
+    assert 0.3 < edge.mean() < 0.9  # 1 - 1/e at the radius itself
