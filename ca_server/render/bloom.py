@@ -105,7 +105,7 @@ class Bloom:
         self._near_sigma = max(0.6, NEAR_SIGMA_FRACTION * shorter_side / factor)
         self._far_sigma = max(1.0, FAR_SIGMA_FRACTION * shorter_side / factor)
         # None on numpy: the BoxDownsampler / BilinearUpsampler sequence below runs instead, with
-        # its scratch rows (≈ 2 MB at 1024²) made only there.
+        # its scratch rows (≈ 2.2 MB at 1024²) made only there.
         self._fused_downsample = backend.fused_kernel(BLOOM_DOWNSAMPLE)
         self._fused_upsample_add = backend.fused_kernel(BLOOM_UPSAMPLE_ADD)
         self._down: BoxDownsampler | None = None
