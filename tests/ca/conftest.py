@@ -2,6 +2,7 @@
 
 The alive/moving tests and the render tests use the real `ca_server.render` classes; these
 stand-ins only isolate the Simulation's bookkeeping (speed, warm-up, crossfade, determinism).
+Also the `gpu` fixture the `gpu`-marked tests share.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from ca_server.xp import BackendUnavailableError, cupy_backend
 
 
 class StillFlow:
@@ -50,3 +53,12 @@ class GrayRenderer:
 def logic_only() -> dict[str, Any]:
     """Keyword arguments that give a Simulation the stand-in flow and renderer."""
     return {"flow_factory": StillFlow, "renderer_factory": GrayRenderer}
+
+
+@pytest.fixture(scope="module")
+def gpu() -> Any:
+    """The CuPy backend on GPU 0 for the `gpu`-marked tests; skips them where there is none."""
+    try:
+        return cupy_backend(0)
+    except BackendUnavailableError as exc:
+        pytest.skip(f"no GPU backend: {exc}")

@@ -13,18 +13,10 @@ import pytest
 
 from ca_server.engines import create_engine
 from ca_server.presets import load_preset, preset_names
-from ca_server.xp import BackendUnavailableError, cupy_backend, numpy_backend
+from ca_server.xp import numpy_backend
 
 pytestmark = pytest.mark.gpu
 ONE_PER_ENGINE = ["coral", "sl_gliders", "mnca_worm", "medusa"]
-
-
-@pytest.fixture(scope="module")
-def gpu():
-    try:
-        return cupy_backend(0)
-    except BackendUnavailableError as exc:
-        pytest.skip(f"no GPU backend: {exc}")
 
 
 def test_every_fused_kernel_compiles_with_nvrtc(gpu):

@@ -6,18 +6,10 @@ import numpy as np
 import pytest
 
 from ca_server.render import FlowAdvector, IridescentRenderer
-from ca_server.xp import BackendUnavailableError, cupy_backend, numpy_backend
+from ca_server.xp import numpy_backend
 
 pytestmark = pytest.mark.gpu
 SIZE = 256
-
-
-@pytest.fixture(scope="module")
-def gpu():
-    try:
-        return cupy_backend(0)
-    except BackendUnavailableError as exc:
-        pytest.skip(f"no GPU backend: {exc}")
 
 
 def creature_world(seed: int) -> np.ndarray:
