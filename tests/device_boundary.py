@@ -18,7 +18,11 @@ are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary (checked
   a wait on CuPy: recorded as a read. So is indexing with a boolean mask (CuPy counts the mask's
   true cells on the host first).
 - `Backend.to_host` takes its GPU branch (`array.get(out=...)`, with CuPy's checks on `out`):
-  recorded as a copy, with its size. `Backend.synchronize` is recorded as a wait.
+  recorded as a copy, with its size and whether `out` is page-locked ("get() into page-locked
+  memory": inside a region given to `Backend.pin_host_memory` or made by `host_mapped_array`,
+  as on CuPy; otherwise "get() into pageable memory", which CUDA stages through a bounce buffer).
+  Pinning a region that overlaps a pinned one, or unpinning twice, raises, as CUDA refuses both.
+  `Backend.synchronize` is recorded as a wait.
 - A numpy function called on a device array (`np.` where `backend.xp.` was meant): recorded.
 - A 0-d device array given to a fused kernel as a number raises TypeError (CuPy would pass its
   address where the kernel expects the value).
@@ -37,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import traceback
+import weakref
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -78,6 +83,33 @@ class CrossingLog:
 
 
 CROSSINGS = CrossingLog()
+
+
+class PageLockedRanges:
+    """The host address ranges [start, end) page-locked through the backend."""
+
+    def __init__(self) -> None:
+        self._ranges: set[tuple[int, int]] = set()
+
+    def pin(self, region: np.ndarray) -> tuple[int, int]:
+        start = region.ctypes.data
+        span = (start, start + region.nbytes)
+        if any(s < span[1] and span[0] < e for s, e in self._ranges):
+            raise RuntimeError("cudaErrorHostMemoryAlreadyRegistered: part of it is pinned already")
+        self._ranges.add(span)
+        return span
+
+    def unpin(self, span: tuple[int, int]) -> None:
+        if span not in self._ranges:
+            raise RuntimeError("cudaErrorHostMemoryNotRegistered: unpinned twice")
+        self._ranges.remove(span)
+
+    def holds(self, region: np.ndarray) -> bool:
+        start = region.ctypes.data
+        return any(s <= start and start + region.nbytes <= e for s, e in self._ranges)
+
+
+PAGE_LOCKED = PageLockedRanges()
 
 
 @contextlib.contextmanager
@@ -123,10 +155,12 @@ class DeviceArray(np.ndarray):
     ) -> Any:
         """CuPy's copy to the host, with its checks: into `out` (a host array of this array's
         shape and dtype, C-contiguous) when given."""
-        CROSSINGS.record("copy", "get()", self.nbytes)
         host = self.view(np.ndarray)
         if out is None:
+            CROSSINGS.record("copy", "get()", self.nbytes)
             return host.copy(order=order)
+        memory = "page-locked" if PAGE_LOCKED.holds(out) else "pageable"
+        CROSSINGS.record("copy", f"get() into {memory} memory", self.nbytes)
         if type(out) is not np.ndarray:
             raise TypeError("get(out=...) takes a host (numpy) array")
         if out.dtype != self.dtype:
@@ -323,10 +357,12 @@ class DeviceBoundaryBackend(Backend):
 
     def host_mapped_array(self, shape: tuple[int, ...], dtype: Any) -> tuple[np.ndarray, Any]:
         host = np.zeros(shape, dtype)
+        weakref.finalize(host, PAGE_LOCKED.unpin, PAGE_LOCKED.pin(host))  # freed with it
         return host, host.view(DeviceArray)
 
     def pin_host_memory(self, region: np.ndarray) -> Any:
-        return lambda: None
+        span = PAGE_LOCKED.pin(region)
+        return lambda: PAGE_LOCKED.unpin(span)
 
     def memory_in_use_bytes(self) -> int:
         return 0

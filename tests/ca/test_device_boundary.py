@@ -26,20 +26,26 @@ pytestmark = pytest.mark.skipif(not compiler_available(), reason="g++ is not ins
 SIZE = 128
 FRAME_BYTES = SIZE * SIZE * 3
 FIELD_BYTES = SIZE * SIZE * 4  # one float32 state field
+PINNED_COPY = "get() into page-locked memory"  # a fast, direct DMA copy on CUDA
 
 
 def frames_crossings(
     simulation: Simulation, frames: int, before_frame: Callable[[int], None] | None = None
 ) -> list[list[Crossing]]:
-    """The crossings of each of `frames` daemon frames (next_frame into a host slot)."""
+    """The crossings of each of `frames` daemon frames (next_frame into a page-locked host slot,
+    as the daemon's ring slots are)."""
     slot = np.empty((SIZE, SIZE, 3), np.uint8)
+    unpin = simulation.backend.pin_host_memory(slot)
     per_frame = []
-    for index in range(frames):
-        if before_frame is not None:
-            before_frame(index)
-        with watch() as crossings:
-            simulation.next_frame(host_out=slot)
-        per_frame.append(crossings)
+    try:
+        for index in range(frames):
+            if before_frame is not None:
+                before_frame(index)
+            with watch() as crossings:
+                simulation.next_frame(host_out=slot)
+            per_frame.append(crossings)
+    finally:
+        unpin()
     return per_frame
 
 
@@ -53,7 +59,7 @@ def change_crossings(simulation: Simulation, limit: int = 200) -> list[list[Cros
 
 
 def is_frame_copy(crossing: Crossing) -> bool:
-    return crossing.kind == "copy" and crossing.nbytes == FRAME_BYTES
+    return crossing == Crossing("copy", PINNED_COPY, crossing.where, FRAME_BYTES)
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -140,16 +146,28 @@ def test_the_harness_records_reads_and_uploads_and_rejects_host_arrays() -> None
         world[xp.arange(2)] = host[:2]  # an integer-array index: CuPy uploads the value
         _ = world[world > 0]  # CuPy counts the mask's true cells on the host
         np.mean(world)
-        backend.to_host(world, out=np.empty((8, 8), np.float32))
-    assert [(crossing.kind, crossing.nbytes) for crossing in crossings] == [
-        ("read", 0),
-        ("read", 0),
-        ("upload", 12),
-        ("upload", 64),
-        ("read", 0),
-        ("numpy call", 0),
-        ("copy", 256),
+        backend.to_host(world, out=host)
+        unpin = backend.pin_host_memory(host)
+        backend.to_host(world, out=host)
+        unpin()
+        backend.to_host(world, out=host)
+    assert [(crossing.kind, crossing.what, crossing.nbytes) for crossing in crossings] == [
+        ("read", "float()", 0),
+        ("read", "bool()", 0),
+        ("upload", "xp.asarray", 12),
+        ("upload", "assignment", 64),
+        ("read", "boolean mask index", 0),
+        ("numpy call", "numpy.mean", 0),
+        ("copy", "get() into pageable memory", 256),
+        ("copy", PINNED_COPY, 256),
+        ("copy", "get() into pageable memory", 256),
     ], [str(crossing) for crossing in crossings]
+    unpin = backend.pin_host_memory(host)
+    with pytest.raises(RuntimeError, match="AlreadyRegistered"):
+        backend.pin_host_memory(host[4:])  # CUDA refuses an overlapping registration
+    unpin()
+    with pytest.raises(RuntimeError, match="NotRegistered"):
+        unpin()
     for raises_type_error in (
         lambda: world + host,
         lambda: xp.exp(host),

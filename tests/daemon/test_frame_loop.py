@@ -104,8 +104,10 @@ def test_on_the_gpu_path_a_frame_crosses_once_and_status_reads_nothing(
     finally:
         reader.close()
         server.close()
-    frame_copy, settle_wait = ("copy", SIZE * SIZE * 3), ("wait", 0)
-    seen = [(crossing.kind, crossing.nbytes) for crossing in crossings]
+    # The ring slots are page-locked (CAServer pins them), so the copy is CUDA's direct DMA.
+    frame_copy = ("copy", "get() into page-locked memory", SIZE * SIZE * 3)
+    settle_wait = ("wait", "synchronize()", 0)
+    seen = [(crossing.kind, crossing.what, crossing.nbytes) for crossing in crossings]
     others = [
         str(crossing)
         for crossing, kind_what in zip(crossings, seen, strict=True)
