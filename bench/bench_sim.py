@@ -8,11 +8,12 @@ per-repeat medians is printed). "step" is `Simulation.tick()` at speed 1 divided
 it took (one engine step plus flow, keep-moving extras, LFO and health, whose verdict the next tick
 settles; presets with a speed above 1 take two steps on some ticks), "render" is
 `Simulation.render()` and "copy" the one device-to-host copy of the frame into a preallocated host
-buffer, as the daemon does. The full loop is step + render (+ copy), the same definition as the
-prototype's "full loop" (1 step + render) in research/peer-plugin.md §6.2, whose per-engine fps is
-the `vs proto` baseline. On numpy the stages are timed with `perf_counter`; on CuPy with CUDA events
-recorded on the current stream around each stage (the host clock is read only after synchronising),
-and the table adds the memory pool's bytes in use. "free-running fps" is the issue-6 goal's measure:
+buffer, page-locked as the daemon's ring slots are (a no-op on numpy). The full loop is step +
+render (+ copy), the same definition as the prototype's "full loop" (1 step + render) in
+research/peer-plugin.md §6.2, whose per-engine fps is the `vs proto` baseline. On numpy the stages
+are timed with `perf_counter`; on CuPy with CUDA events recorded on the current stream around each
+stage (the host clock is read only after synchronising), and the table adds the memory pool's
+bytes in use. "free-running fps" is the issue-6 goal's measure:
 the same frames run back to back (`Simulation.next_frame`, the daemon's frame: tick, render, copy,
 settle, all at the preset's speed) with no events in between, on the wall clock, so it includes the
 Python dispatch that bounds a GPU loop.
@@ -84,6 +85,36 @@ def bench_one(backend: Backend, name: str, size: int, frames: int, repeats: int)
     warmup_s = time.perf_counter() - started
     engine = load_preset(name).engine
     host_frame = np.empty((size, size, 3), np.uint8)
+    unpin = backend.pin_host_memory(host_frame)  # page-locked, as the daemon's ring slots are
+    try:
+        step, render, copy, wall_fps = _time_frames(backend, sim, host_frame, frames, repeats)
+    finally:
+        unpin()
+    fps = 1e3 / (step + render)
+    baseline = PROTOTYPE_FPS.get(size, {}).get(engine)
+    return {
+        "preset": name,
+        "engine": engine,
+        "size": size,
+        "warmup_s": warmup_s,
+        "step_ms": step,
+        "render_ms": render,
+        "copy_ms": copy,
+        "fps": fps,
+        "fps_with_copy": 1e3 / (step + render + copy),
+        "wall_fps": wall_fps,
+        "prototype_fps": baseline,
+        "vs_prototype": f"{fps / baseline:.2f}x" if baseline else "-",
+        "memory_mib": backend.memory_in_use_bytes() / 2**20,
+    }
+
+
+def _time_frames(
+    backend: Backend, sim: Simulation, host_frame: np.ndarray, frames: int, repeats: int
+) -> tuple[float, float, float, float]:
+    """Step, render and copy ms (medians over `repeats` of per-frame medians) and free-running
+    fps of `sim`'s frames, each copied into `host_frame`."""
+    size = host_frame.shape[0]
     frame_buffer = backend.xp.empty((size, size, 3), backend.xp.uint8)
     timer = StageTimer(backend, 3)
     per_repeat: list[tuple[float, float, float]] = []
@@ -116,23 +147,7 @@ def bench_one(backend: Backend, name: str, size: int, frames: int, repeats: int)
     step = statistics.median(r[0] for r in per_repeat)
     render = statistics.median(r[1] for r in per_repeat)
     copy = statistics.median(r[2] for r in per_repeat)
-    fps = 1e3 / (step + render)
-    baseline = PROTOTYPE_FPS.get(size, {}).get(engine)
-    return {
-        "preset": name,
-        "engine": engine,
-        "size": size,
-        "warmup_s": warmup_s,
-        "step_ms": step,
-        "render_ms": render,
-        "copy_ms": copy,
-        "fps": fps,
-        "fps_with_copy": 1e3 / (step + render + copy),
-        "wall_fps": wall_fps,
-        "prototype_fps": baseline,
-        "vs_prototype": f"{fps / baseline:.2f}x" if baseline else "-",
-        "memory_mib": backend.memory_in_use_bytes() / 2**20,
-    }
+    return step, render, copy, wall_fps
 
 
 def select(backend_name: str, fft_workers: int | None) -> Backend:
@@ -169,7 +184,7 @@ def main() -> None:
             proto = f"{row['prototype_fps']:.1f}" if row["prototype_fps"] else "-"
             print(
                 f"| {row['preset']} | {row['engine']} | {row['size']} | {row['warmup_s']:.2f} | "
-                f"{row['step_ms']:.2f} | {row['render_ms']:.2f} | {row['copy_ms']:.2f} | "
+                f"{row['step_ms']:.3f} | {row['render_ms']:.3f} | {row['copy_ms']:.3f} | "
                 f"{row['fps']:.1f} | {proto} | {row['vs_prototype']} | {row['wall_fps']:.1f} | "
                 f"{row['memory_mib']:.0f} |",
                 flush=True,

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 import traceback
 import weakref
 from collections.abc import Iterator
@@ -296,13 +297,43 @@ def _on_device(value: Any) -> Any:
     return value
 
 
-class DeviceModule:
-    """numpy, scipy.fft or scipy.ndimage with CuPy's boundary: takes and returns DeviceArrays."""
+class CudaEventTiming:
+    """`cupy.cuda`'s event timing, which bench/bench_sim.py's stage timer uses, on the host clock:
+    an event holds the time it was recorded at; waiting for one is recorded as a wait."""
 
-    def __init__(self, module: ModuleType, prefix: str) -> None:
-        self._module, self._prefix = module, prefix
+    class Event:
+        def __init__(
+            self, block: bool = False, disable_timing: bool = False, interprocess: bool = False
+        ) -> None:
+            self.recorded_at: float | None = None
+
+        def record(self, stream: Any = None) -> None:
+            self.recorded_at = time.perf_counter()
+
+        def synchronize(self) -> None:
+            CROSSINGS.record("wait", "Event.synchronize()")
+
+    @staticmethod
+    def get_elapsed_time(start_event: Event, end_event: Event) -> float:
+        """Milliseconds from `start_event` to `end_event`; CUDA refuses an unrecorded event."""
+        if start_event.recorded_at is None or end_event.recorded_at is None:
+            raise RuntimeError("cudaErrorInvalidResourceHandle: an event was never recorded")
+        return (end_event.recorded_at - start_event.recorded_at) * 1e3
+
+
+class DeviceModule:
+    """numpy, scipy.fft or scipy.ndimage with CuPy's boundary: takes and returns DeviceArrays.
+
+    `extras` are attributes numpy lacks and CuPy has (the array module's `cuda`)."""
+
+    def __init__(
+        self, module: ModuleType, prefix: str, extras: dict[str, Any] | None = None
+    ) -> None:
+        self._module, self._prefix, self._extras = module, prefix, extras or {}
 
     def __getattr__(self, name: str) -> Any:
+        if name in self._extras:
+            return self._extras[name]
         attribute = getattr(self._module, name)
         if isinstance(attribute, ModuleType):
             return DeviceModule(attribute, f"{self._prefix}.{name}")
@@ -377,7 +408,7 @@ def device_boundary_backend() -> DeviceBoundaryBackend:
     numpy = numpy_backend(fft_workers=1)
     fields = {field.name: getattr(numpy, field.name) for field in dataclasses.fields(numpy)}
     fields.update(
-        xp=DeviceModule(np, "xp"),
+        xp=DeviceModule(np, "xp", extras={"cuda": CudaEventTiming}),
         fft=DeviceModule(scipy.fft, "fft"),
         ndimage=DeviceModule(scipy.ndimage, "ndimage"),
         kernel_compiler=BoundaryKernelCompiler(),

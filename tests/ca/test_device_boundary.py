@@ -10,7 +10,9 @@ on CuPy, so these runs also prove the GPU branches never do it; a hidden read of
 from __future__ import annotations
 
 import collections
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,6 +132,25 @@ def test_every_health_action_stays_on_the_device_side(name: str) -> None:
         if action is not Action.RESEED:  # a reseed uploads whole fields; the rest, seed patches
             uploaded = [c.nbytes for c in crossings if c.kind == "upload"]
             assert max(uploaded, default=0) < FIELD_BYTES / 4, (action, uploaded)
+
+
+def test_bench_sim_copies_every_frame_into_page_locked_memory_as_the_daemon_does() -> None:
+    """bench/bench_sim.py's GPU branch (stage times by CUDA events, then the free-running loop)
+    runs, and every frame it copies lands in page-locked memory, as in the daemon's ring slots;
+    a copy into pageable memory is staged by CUDA and would overstate the copy's cost."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_sim.py"
+    spec = importlib.util.spec_from_file_location("bench_sim", path)
+    assert spec is not None and spec.loader is not None
+    bench_sim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_sim)
+    frames = 3
+    with watch() as crossings:
+        row = bench_sim.bench_one(device_boundary_backend(), "coral", SIZE, frames, repeats=1)
+    assert row["step_ms"] > 0 and row["render_ms"] > 0 and row["wall_fps"] > 0, row
+    copies = [crossing for crossing in crossings if crossing.kind == "copy"]
+    timed_and_free_running = frames + bench_sim.DISCARDED_FRAMES + frames
+    assert len(copies) == timed_and_free_running, [str(crossing) for crossing in copies]
+    assert all(is_frame_copy(crossing) for crossing in copies), [str(c) for c in copies]
 
 
 # The harness itself: each rule must catch what it is there for.
