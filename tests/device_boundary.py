@@ -23,6 +23,9 @@ are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary (checked
   as on CuPy; otherwise "get() into pageable memory", which CUDA stages through a bounce buffer).
   Pinning a region that overlaps a pinned one, or unpinning twice, raises, as CUDA refuses both.
   `Backend.synchronize` is recorded as a wait.
+- Every new device array is counted in `DEVICE_POOL` while it lives, and uploads copy, as CuPy's
+  do; inside `device_memory_limit(n)` an allocation past n bytes raises MemoryError, as CuPy's
+  capped pool does (the daemon's --max-vram-mb).
 - A numpy function called on a device array (`np.` where `backend.xp.` was meant): recorded.
 - A 0-d device array given to a fused kernel as a number raises TypeError (CuPy would pass its
   address where the kernel expects the value).
@@ -111,6 +114,48 @@ class PageLockedRanges:
 
 
 PAGE_LOCKED = PageLockedRanges()
+
+
+class DevicePool:
+    """The bytes of device arrays alive, as CuPy's memory pool would count them; with `limit`
+    set, an allocation that would pass it raises MemoryError, as CuPy's pool does past its
+    `set_limit` (OutOfMemoryError, a MemoryError)."""
+
+    def __init__(self) -> None:
+        self.used_bytes = self.peak_bytes = 0  # the peak since the last `reset_peak`
+        self.cache_frees = 0  # calls of Backend.free_cached_memory
+        self.limit_bytes: int | None = None
+
+    def reset_peak(self) -> None:
+        self.peak_bytes = self.used_bytes
+
+    def allocate(self, array: np.ndarray) -> None:
+        """Count `array` (a new host array standing for device memory) until it is freed."""
+        nbytes = array.nbytes
+        if self.limit_bytes is not None and self.used_bytes + nbytes > self.limit_bytes:
+            raise MemoryError(
+                f"device pool limit: {nbytes} bytes asked with {self.used_bytes} in use, "
+                f"limit {self.limit_bytes}"
+            )
+        self.used_bytes += nbytes
+        self.peak_bytes = max(self.peak_bytes, self.used_bytes)
+        weakref.finalize(array, self._release, nbytes)
+
+    def _release(self, nbytes: int) -> None:
+        self.used_bytes -= nbytes
+
+
+DEVICE_POOL = DevicePool()
+
+
+@contextlib.contextmanager
+def device_memory_limit(limit_bytes: int) -> Iterator[DevicePool]:
+    """Inside the block, device allocations past `limit_bytes` in use raise MemoryError."""
+    DEVICE_POOL.limit_bytes = limit_bytes
+    try:
+        yield DEVICE_POOL
+    finally:
+        DEVICE_POOL.limit_bytes = None
 
 
 @contextlib.contextmanager
@@ -287,8 +332,11 @@ def _host_views(value: Any) -> Any:
 
 
 def _on_device(value: Any) -> Any:
-    """numpy's results as CuPy's: arrays and scalars become DeviceArrays (scalars 0-d)."""
+    """numpy's results as CuPy's: arrays and scalars become DeviceArrays (scalars 0-d); a new
+    array (one that owns its memory) is an allocation from the device pool."""
     if type(value) is np.ndarray:
+        if value.base is None:
+            DEVICE_POOL.allocate(value)
         return value.view(DeviceArray)
     if isinstance(value, np.generic):
         return np.asarray(value).view(DeviceArray)
@@ -345,9 +393,11 @@ class DeviceModule:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if name in UPLOADING_FUNCTIONS:
-                uploaded = [value for value in args if type(value) is np.ndarray]
-                for value in uploaded:
-                    CROSSINGS.record("upload", qualified, value.nbytes)
+                for value in args:
+                    if type(value) is np.ndarray:
+                        CROSSINGS.record("upload", qualified, value.nbytes)
+                # The device copy never aliases the host array, as on CuPy.
+                args = tuple(v.copy() if type(v) is np.ndarray else v for v in args)
             elif name == "copyto" and len(args) > 1 and type(args[1]) is np.ndarray:
                 raise ValueError("non-scalar numpy.ndarray cannot be used for copyto (CuPy)")
             elif name not in SHAPE_ONLY_FUNCTIONS and _holds_host_ndarray((args, kwargs)):
@@ -396,7 +446,10 @@ class DeviceBoundaryBackend(Backend):
         return lambda: PAGE_LOCKED.unpin(span)
 
     def memory_in_use_bytes(self) -> int:
-        return 0
+        return DEVICE_POOL.used_bytes
+
+    def free_cached_memory(self) -> None:
+        DEVICE_POOL.cache_frees += 1  # nothing is cached here; counted for the tests
 
 
 def device_boundary_backend() -> DeviceBoundaryBackend:
