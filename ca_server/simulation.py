@@ -12,14 +12,17 @@ budget covers hundreds of steps, so a switch completes within a few frames. The 
 warmed up synchronously in the constructor, before any frame is due. The same path answers the
 health monitor: when the world on screen fails (dead, invisible, collapsed) or needs a full reseed,
 its organism holds the last visible picture drifting along the flow while a fresh seed regrows off
-screen, then crossfades in, so the stream never passes through black.
+screen, then crossfades in, so the stream never passes through black. A change that runs out of
+memory (on the GPU: past the daemon's --max-vram-mb) is dropped, and the preset on screen goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,13 @@ from ca_server.presets import DEFAULT_PRESET, Preset, load_preset
 from ca_server.warmup import WarmUp
 from ca_server.xp import Backend
 
+log = logging.getLogger("ca_server.simulation")
+
 MAX_SPEED = 8.0
 MAX_STEPS_PER_TICK = 32
+# After the device ran out of memory for a regrowth, the held picture goes on drifting this many
+# frames (≈ 5 s at 30 fps) before the next try, instead of failing again every frame.
+REGROWTH_RETRY_FRAMES = 150
 
 CROSSFADE_BLEND = KernelSource(
     "crossfade_blend",
@@ -108,6 +116,9 @@ class Simulation:
         self._blend: tuple[Any, ...] | None = None
         self._fused_blend = backend.fused_kernel(CROSSFADE_BLEND)
         self.regrowths = 0
+        self._regrowth_not_before = 0  # a frame number
+        self.change_error: str | None = None  # why the last change was dropped, until one lands
+        self._free_cached_memory = False
         self._unsettled: list[Organism] = []  # organisms whose health `tick` queued
         self.stage_s = {"step": 0.0, "render": 0.0, "copy": 0.0}  # of the last `next_frame`
 
@@ -168,6 +179,7 @@ class Simulation:
         if self._incoming is not None:  # a fade in progress: land it now, then start over
             self._finish_fade()
         self.preset_name = preset.name
+        self.change_error = None
         self._warmup = WarmUp(self, preset, seed)
 
     def new_organism(self, preset: Preset, seed: int, factor: int) -> Organism:
@@ -194,17 +206,28 @@ class Simulation:
         """
         if self._unsettled:
             self.settle()
+        if self._free_cached_memory:
+            self.backend.free_cached_memory()
+            self._free_cached_memory = False
         started = time.perf_counter()
         self._accumulator = min(
             self._accumulator + self._speed * self._current.preset.speed, MAX_STEPS_PER_TICK
         )
         steps = int(self._accumulator)
         self._accumulator -= steps
-        for _ in range(steps):
-            self._current.step()
+        with self._change_dropped_if_out_of_memory():
+            for _ in range(steps):
+                self._current.step()
         self._current.queue_health(steps)
         self._unsettled.append(self._current)
         self.sim_step += steps
+        with self._change_dropped_if_out_of_memory():
+            self._advance_change(started)
+        self.frame += 1
+        return steps
+
+    def _advance_change(self, started: float) -> None:
+        """The incoming organism's steps and the crossfade's progress, or the warm-up's slice."""
         if self._incoming is not None:
             self._incoming_accumulator += self._speed * self._incoming.preset.speed
             incoming_steps = int(self._incoming_accumulator)
@@ -227,8 +250,32 @@ class Simulation:
                 self._warmup = None
                 self._fade_frame = 0
                 self._incoming_accumulator = self._accumulator
-        self.frame += 1
-        return steps
+
+    @contextlib.contextmanager
+    def _change_dropped_if_out_of_memory(self) -> Iterator[None]:
+        """Running out of memory inside (CuPy's pool past the daemon's --max-vram-mb, or the
+        device full) while a change is under way drops the change: the organism on screen goes
+        on as before it began. With no change under way, or any other error, it propagates."""
+        try:
+            yield
+        except Exception as error:
+            changing = self._incoming or self._warmup
+            if changing is None or not self.backend.ran_out_of_memory(error):
+                raise
+            self._drop_change(changing.preset.name, str(error))
+
+    def _drop_change(self, name: str, reason: str) -> None:
+        self._unsettled = [organism for organism in self._unsettled if organism is self._current]
+        self._warmup = self._incoming = self._blend = None
+        self.preset_name = self.showing
+        self._regrowth_not_before = self.frame + REGROWTH_RETRY_FRAMES
+        self._free_cached_memory = True  # next tick: the error's traceback still holds the change
+        fix = "raise --max-vram-mb" if self.backend.is_gpu else "free host memory"
+        self.change_error = (
+            f"out of memory for {name!r} ({reason}); still showing {self.showing!r}: {fix} "
+            "or lower the resolution"
+        )
+        log.warning("%s", self.change_error)
 
     def settle(self) -> bool:
         """Act on the health verdicts the last `tick` queued; True when the frame must be redone.
@@ -249,7 +296,8 @@ class Simulation:
                     organism.renderer.reset()
                 redo = True
         self._unsettled.clear()
-        if self._current.holding and self._warmup is None and self._incoming is None:
+        idle = self._warmup is None and self._incoming is None
+        if self._current.holding and idle and self.frame >= self._regrowth_not_before:
             self._start_regrowth()
         return redo
 
@@ -292,8 +340,13 @@ class Simulation:
 
     def render(self, out: Any = None) -> Any:
         """Colour the frame: (H, W, 3) uint8 on the backend's device (into `out` if given)."""
-        if self._incoming is None:
-            return self._render_organism(self._current, out)
+        if self._incoming is not None:
+            with self._change_dropped_if_out_of_memory():
+                return self._render_crossfade(out)
+        return self._render_organism(self._current, out)
+
+    def _render_crossfade(self, out: Any) -> Any:
+        assert self._incoming is not None
         xp = self.backend.xp
         shape = (self.height, self.width, 3)
         if self._blend is None:  # held for one fade: the two pictures, and numpy's uint16 mix
@@ -370,6 +423,7 @@ class Simulation:
             "perturbs": counters.perturbs,
             "warming": self._warmup is not None,
             "crossfading": self._incoming is not None,
+            "change_error": self.change_error,
             "sim_step": self.sim_step,
         }
 

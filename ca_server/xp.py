@@ -25,6 +25,8 @@ log = logging.getLogger("ca_server.xp")
 BackendChoice = Literal["auto", "numpy", "cupy"]
 BACKEND_CHOICES: tuple[str, ...] = ("auto", "numpy", "cupy")
 CUDA_HOST_ALLOC_MAPPED = 2  # cudaHostAllocMapped: page-locked host memory kernels can address
+# cudaErrorMemoryAllocation, CUDA_ERROR_OUT_OF_MEMORY and CUFFT_ALLOC_FAILED are all 2.
+CUDA_OUT_OF_MEMORY = 2
 
 
 class BackendUnavailableError(RuntimeError):
@@ -48,6 +50,10 @@ class Backend:
     # Builds fused-kernel launchers: CupyKernelCompiler on CuPy, None on numpy (the tests put a
     # host compiler here to run the kernels' CUDA C on the CPU).
     kernel_compiler: Any = None
+    # CuPy's errors that mean "out of memory" when their code (the named attribute) is
+    # CUDA_OUT_OF_MEMORY: memory outside the pool (pinned host memory, module loads, cuFFT's
+    # planning). The pool's own OutOfMemoryError is a MemoryError.
+    coded_memory_errors: tuple[tuple[type[BaseException], str], ...] = ()
 
     @property
     def is_gpu(self) -> bool:
@@ -74,6 +80,23 @@ class Backend:
             return np.array(array, copy=True)
         np.copyto(out, array)
         return out
+
+    def ran_out_of_memory(self, error: BaseException) -> bool:
+        """Whether `error` means an allocation failed: a MemoryError (CuPy's pool past its limit
+        or the device full, or the host), or one of `coded_memory_errors` with the OOM code.
+        Not any other CUDA error: those can leave the device unusable and must stop the daemon."""
+        if isinstance(error, MemoryError):
+            return True
+        return any(
+            isinstance(error, kind) and getattr(error, code, None) == CUDA_OUT_OF_MEMORY
+            for kind, code in self.coded_memory_errors
+        )
+
+    def free_cached_memory(self) -> None:
+        """Give the memory pool's unused blocks back to the device (a no-op on numpy), so that
+        what a dropped change held is there for the other processes on the GPU."""
+        if self.is_gpu:
+            self.xp.get_default_memory_pool().free_all_blocks()
 
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on numpy)."""
@@ -167,6 +190,8 @@ def cupy_backend(gpu_index: int = 0, max_vram_mb: int | None = None) -> Backend:
         ) from exc
     if max_vram_mb:
         cupy.get_default_memory_pool().set_limit(size=max_vram_mb * 1024 * 1024)
+    from cupy.cuda import cufft, driver, runtime  # cufft loaded with cupyx.scipy.fft above
+
     return Backend(
         "cupy",
         cupy,
@@ -176,6 +201,11 @@ def cupy_backend(gpu_index: int = 0, max_vram_mb: int | None = None) -> Backend:
         device_name,
         1,
         CupyKernelCompiler(cupy),
+        coded_memory_errors=(
+            (runtime.CUDARuntimeError, "status"),
+            (driver.CUDADriverError, "status"),
+            (cufft.CuFFTError, "result"),
+        ),
     )
 
 

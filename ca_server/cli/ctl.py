@@ -187,6 +187,9 @@ def format_status(status_reply: dict[str, Any]) -> str:
         f"ring         {ring.get('name')} at {ring.get('path')}",
         f"control      {status_reply['control_endpoint']}",
     ]
+    change_error = status_reply.get("health", {}).get("change_error")
+    if change_error:  # a change that ran out of memory and was dropped
+        lines.append(f"dropped      {change_error}")
     return "\n".join(lines)
 
 

@@ -92,11 +92,12 @@ def run_server(config: Any) -> ExitCode:
     log = logging.getLogger("ca_server.cli")
     try:
         backend = select_backend(config.backend, config.gpu, config.max_vram_mb)
-        config = config.resolved(backend.name)
-        server = CAServer(config, backend)
     except BackendUnavailableError as exc:
         log.error("%s", exc)
         return ExitCode.CONFIG
+    config = config.resolved(backend.name)
+    try:
+        server = CAServer(config, backend)
     except UnknownPresetError as exc:
         log.error("%s", str(exc).strip("'\""))
         return ExitCode.USAGE
@@ -112,16 +113,38 @@ def run_server(config: Any) -> ExitCode:
     except WireError as exc:
         log.error("%s", exc)
         return ExitCode.CANNOT_CREATE
+    except Exception as exc:
+        if not backend.ran_out_of_memory(exc):
+            raise
+        log.error("%s", out_of_memory_line(config, backend.is_gpu, exc))
+        return ExitCode.CONFIG
     server.install_signal_handlers()
     try:
         server.run()
-    except Exception:
-        log.exception("the daemon stopped on an unexpected error")
-        return ExitCode.UNEXPECTED
+    except Exception as exc:
+        if not backend.ran_out_of_memory(exc):
+            log.exception("the daemon stopped on an unexpected error")
+            return ExitCode.UNEXPECTED
+        log.error("%s", out_of_memory_line(config, backend.is_gpu, exc))
+        return ExitCode.CONFIG
     finally:
         server.close()
     log.info("stopped cleanly")
     return ExitCode.OK
+
+
+def out_of_memory_line(config: Any, on_gpu: bool, error: BaseException) -> str:
+    """The one line for a daemon that ran out of memory with nothing to drop (a change that does
+    not fit is dropped while the stream goes on; see Simulation)."""
+    if on_gpu:
+        cap = f"--max-vram-mb {config.max_vram_mb}" if config.max_vram_mb else "no --max-vram-mb"
+        where, fix = f"GPU {config.gpu} ({cap})", "raise --max-vram-mb, free the GPU or lower"
+    else:
+        where, fix = "the host", "free memory or lower"
+    return (
+        f"out of memory on {where} at {config.width}x{config.height} "
+        f"({type(error).__name__}: {error}); {fix} --width/--height"
+    )
 
 
 # --- ctl ---------------------------------------------------------------------------------------

@@ -96,3 +96,45 @@ def test_health_statistics_agree_with_numpy(gpu):
         cpu = (*monitors[0].measure(world, steps), monitors[0].peak)
         dev = (*monitors[1].measure(gpu.xp.asarray(world), steps), monitors[1].peak)
         np.testing.assert_allclose(cpu, dev, rtol=1e-5, equal_nan=True)
+
+
+def test_out_of_memory_is_told_from_other_cuda_errors(gpu):
+    from cupy.cuda import cufft, driver, memory, runtime
+
+    out_of_memory = [
+        memory.OutOfMemoryError(1 << 20, 0, 1 << 20),  # the pool, past its limit or device full
+        runtime.CUDARuntimeError(2),  # cudaErrorMemoryAllocation: pinned host memory
+        driver.CUDADriverError(2),  # CUDA_ERROR_OUT_OF_MEMORY: a module load
+        cufft.CuFFTError(2),  # CUFFT_ALLOC_FAILED: planning, outside the pool
+    ]
+    other = [runtime.CUDARuntimeError(700), driver.CUDADriverError(700), cufft.CuFFTError(5)]
+    assert [gpu.ran_out_of_memory(error) for error in out_of_memory] == [True] * 4
+    assert [gpu.ran_out_of_memory(error) for error in other] == [False] * 3
+
+
+def test_a_change_past_the_pool_limit_is_dropped_and_frames_go_on(gpu):
+    # CuPy's own pool limit (the daemon's --max-vram-mb), set just above what steady frames
+    # hold; the CPU twin with every phase: tests/ca/test_memory_cap.py.
+    from ca_server.simulation import Simulation
+
+    pool = gpu.xp.get_default_memory_pool()
+    limit_before = pool.get_limit()
+    sim = Simulation(gpu, width=256, height=256, preset="coral", warmup_steps_per_tick=200)
+    host_frame = np.empty((256, 256, 3), np.uint8)
+    for _ in range(5):
+        sim.next_frame(host_out=host_frame)
+    brightest = []
+    try:
+        pool.set_limit(size=pool.total_bytes() + 256 * 256 * 4)  # one field of room
+        sim.set_preset("medusa")
+        for _ in range(40):
+            sim.next_frame(host_out=host_frame)
+            brightest.append(int(host_frame.max()))
+    finally:
+        pool.set_limit(size=limit_before)
+    assert min(brightest) > 0 and sim.showing == sim.preset_name == "coral"
+    assert "'medusa'" in (sim.change_error or ""), sim.change_error
+    sim.set_preset("medusa")
+    for _ in range(60):
+        sim.next_frame(host_out=host_frame)
+    assert sim.showing == "medusa" and sim.change_error is None

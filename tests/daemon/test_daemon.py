@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import signal
 import subprocess
@@ -247,3 +248,31 @@ def test_too_small_shm_exits_73_with_the_needed_size(daemon_factory, tmp_path: P
     assert completed.returncode == ExitCode.CANNOT_CREATE, completed.stderr
     assert "MiB" in completed.stderr and "Traceback" not in completed.stderr
     assert not list(folder.iterdir()), "a failed start left files behind"
+
+
+def test_running_out_of_memory_at_start_exits_78_with_one_line(daemon_factory) -> None:
+    """A real allocation failure: the daemon's address space is capped (RLIMIT_AS) well above
+    what Python and the imports need (≈ 0.55 GB here) and far below what an 8192² simulation
+    does (≈ 11 GB), so numpy raises MemoryError while the first preset warms up."""
+    daemon = daemon_factory()
+    limit = 1500 * 2**20
+
+    def cap_address_space() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    serve = [sys.executable, "-m", "ca_server.cli", "serve", "--backend", "numpy", "--slots", "2"]
+    serve += ["--width", "8192", "--height", "8192", "--name", daemon.name]
+    completed = subprocess.run(
+        serve,
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=cap_address_space,
+    )
+    assert completed.returncode == ExitCode.CONFIG, completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert "out of memory on the host at 8192x8192" in lines[0], lines[0]
+    assert "--width/--height" in lines[0]
+    assert not ring_path(daemon.name).exists(), "a failed start left its ring behind"

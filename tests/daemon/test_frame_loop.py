@@ -15,16 +15,18 @@ second test runs the same frame on the GPU path with CuPy's host/device rules ke
 from __future__ import annotations
 
 import dataclasses
+import gc
 from typing import Any
 
 import numpy as np
 import pytest
-from device_boundary import device_boundary_backend, watch
+from device_boundary import DEVICE_POOL, device_boundary_backend, device_memory_limit, watch
 from host_cuda import compiler_available
 
+from ca_server.cli.ctl import format_status
 from ca_server.config import ServerConfig
 from ca_server.server import CAServer
-from ca_server.wire.protocol import Reply, encode_reply
+from ca_server.wire.protocol import Reply, decode_reply, encode_reply
 from ca_server.wire.ring import RingReader
 from ca_server.xp import Backend, numpy_backend
 
@@ -114,3 +116,35 @@ def test_on_the_gpu_path_a_frame_crosses_once_and_status_reads_nothing(
         if kind_what not in (frame_copy, settle_wait)
     ]
     assert seen == [frame_copy, settle_wait] * 10, others or seen
+
+
+@pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
+def test_a_preset_change_past_the_memory_cap_is_dropped_reported_and_frames_go_on(
+    runtime_dir, shm_dir
+) -> None:
+    """`ctl preset` to a preset whose warm-up does not fit the device pool's limit (the
+    boundary backend refuses allocations past it as CuPy's capped pool does): every frame is
+    still published, the old preset stays, and `ctl status` says what was dropped and why."""
+    backend = device_boundary_backend()
+    config = ServerConfig(backend="numpy", width=SIZE, height=SIZE, name="capped", preset="coral")
+    server = CAServer(config.resolved("numpy"), backend)
+    reader = RingReader("capped")
+    try:
+        reader.attach()
+        for _ in range(3):
+            server._produce_frame()
+        gc.collect()
+        DEVICE_POOL.reset_peak()
+        server._produce_frame()
+        with device_memory_limit(DEVICE_POOL.peak_bytes):  # room for steady frames only
+            server._handlers()["preset"]({"name": "medusa"})
+            for _ in range(10):
+                server._produce_frame()
+                assert len(reader.read_new(1).pixels) == 1
+        status = decode_reply(encode_reply(Reply(id=1, ok=True, result=server.status()))).result
+    finally:
+        reader.close()
+        server.close()
+    assert status["preset"] == status["health"]["showing"] == "coral"
+    assert "'medusa'" in status["health"]["change_error"]
+    assert "dropped      out of memory for 'medusa'" in format_status(status)
