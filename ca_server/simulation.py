@@ -116,6 +116,7 @@ class Simulation:
         self._blend: tuple[Any, ...] | None = None
         self._fused_blend = backend.fused_kernel(CROSSFADE_BLEND)
         self.regrowths = 0
+        self._before_change = (self.preset_name, self.seed)
         self._regrowth_not_before = 0  # a frame number
         self.change_error: str | None = None  # why the last change was dropped, until one lands
         self._free_cached_memory = False
@@ -171,14 +172,15 @@ class Simulation:
         """
         if seed is None:
             seed = int(self._seed_sequence.integers(0, 2**31 - 1))
-        self.seed = int(seed)
-        self._start_change(load_preset(self.preset_name, self.presets_dir), self.seed)
+        self._start_change(load_preset(self.preset_name, self.presets_dir), int(seed))
         return self.seed
 
     def _start_change(self, preset: Preset, seed: int) -> None:
         if self._incoming is not None:  # a fade in progress: land it now, then start over
             self._finish_fade()
-        self.preset_name = preset.name
+        if self._warmup is None:  # else one warm-up replaces another: the screen is unchanged
+            self._before_change = (self.preset_name, self.seed)  # put back on a drop
+        self.preset_name, self.seed = preset.name, seed
         self.change_error = None
         self._warmup = WarmUp(self, preset, seed)
 
@@ -206,9 +208,7 @@ class Simulation:
         """
         if self._unsettled:
             self.settle()
-        if self._free_cached_memory:
-            self.backend.free_cached_memory()
-            self._free_cached_memory = False
+        self._release_dropped_change()
         started = time.perf_counter()
         self._accumulator = min(
             self._accumulator + self._speed * self._current.preset.speed, MAX_STEPS_PER_TICK
@@ -218,11 +218,10 @@ class Simulation:
         with self._change_dropped_if_out_of_memory():
             for _ in range(steps):
                 self._current.step()
-        self._current.queue_health(steps)
-        self._unsettled.append(self._current)
-        self.sim_step += steps
-        with self._change_dropped_if_out_of_memory():
+            self._current.queue_health(steps)
+            self._unsettled.append(self._current)
             self._advance_change(started)
+        self.sim_step += steps
         self.frame += 1
         return steps
 
@@ -267,15 +266,25 @@ class Simulation:
     def _drop_change(self, name: str, reason: str) -> None:
         self._unsettled = [organism for organism in self._unsettled if organism is self._current]
         self._warmup = self._incoming = self._blend = None
-        self.preset_name = self.showing
+        self.preset_name, self.seed = self._before_change
+        # Noise tables for a warm-up grid: only the frame-sized one serves the organism on screen.
+        size = (self.height, self.width)
+        self._noise_pools = {size: self._noise_pools[size]} if size in self._noise_pools else {}
         self._regrowth_not_before = self.frame + REGROWTH_RETRY_FRAMES
-        self._free_cached_memory = True  # next tick: the error's traceback still holds the change
+        # Freed once this frame's work has returned: until then the error's traceback still
+        # holds the dropped change's arrays.
+        self._free_cached_memory = True
         fix = "raise --max-vram-mb" if self.backend.is_gpu else "free host memory"
         self.change_error = (
             f"out of memory for {name!r} ({reason}); still showing {self.showing!r}: {fix} "
             "or lower the resolution"
         )
         log.warning("%s", self.change_error)
+
+    def _release_dropped_change(self) -> None:
+        if self._free_cached_memory:
+            self.backend.free_cached_memory()
+            self._free_cached_memory = False
 
     def settle(self) -> bool:
         """Act on the health verdicts the last `tick` queued; True when the frame must be redone.
@@ -288,13 +297,14 @@ class Simulation:
         """
         self.backend.synchronize()
         redo = False
-        for organism in self._unsettled:
-            restored = organism.settle()
-            # An organism whose fade ended in this tick is no longer shown: nothing to redo.
-            if restored and organism in (self._current, self._incoming):
-                if organism.renderer is not None:
-                    organism.renderer.reset()
-                redo = True
+        with self._change_dropped_if_out_of_memory():  # an action's seeds are new arrays
+            for organism in self._unsettled:
+                restored = organism.settle()
+                # An organism whose fade ended in this tick is no longer shown: nothing to redo.
+                if restored and organism in (self._current, self._incoming):
+                    if organism.renderer is not None:
+                        organism.renderer.reset()
+                    redo = True
         self._unsettled.clear()
         idle = self._warmup is None and self._incoming is None
         if self._current.holding and idle and self.frame >= self._regrowth_not_before:
@@ -321,6 +331,7 @@ class Simulation:
             frame = self.render(frame)
             if host_out is not None:
                 self.backend.to_host(frame, out=host_out)
+        self._release_dropped_change()  # now, not at the next tick: the daemon may pause
         t4 = time.perf_counter()
         self.stage_s = {"step": t1 - t0 + t4 - t3, "render": t2 - t1, "copy": t3 - t2}
         return frame
@@ -330,6 +341,7 @@ class Simulation:
         organism = self._current
         organism.wants_regrowth = False
         seed = int(organism.rng.integers(0, 2**31 - 1))
+        self._before_change = (self.preset_name, self.seed)
         self._warmup = WarmUp(self, organism.preset, seed)
         self.regrowths += 1
 
@@ -337,13 +349,15 @@ class Simulation:
         assert self._incoming is not None
         self._current, self._incoming = self._incoming, None
         self._blend = None
+        self.change_error = None  # a change landed
 
     def render(self, out: Any = None) -> Any:
         """Colour the frame: (H, W, 3) uint8 on the backend's device (into `out` if given)."""
-        if self._incoming is not None:
-            with self._change_dropped_if_out_of_memory():
+        with self._change_dropped_if_out_of_memory():  # the incoming's renderer, or the held one's
+            if self._incoming is not None:
                 return self._render_crossfade(out)
-        return self._render_organism(self._current, out)
+            return self._render_organism(self._current, out)
+        return self._render_organism(self._current, out)  # after a drop, alone
 
     def _render_crossfade(self, out: Any) -> Any:
         assert self._incoming is not None

@@ -96,6 +96,7 @@ class Backend:
         """Give the memory pool's unused blocks back to the device (a no-op on numpy), so that
         what a dropped change held is there for the other processes on the GPU."""
         if self.is_gpu:
+            self.xp.fft.config.get_plan_cache().clear()  # plans hold work areas, some now unused
             self.xp.get_default_memory_pool().free_all_blocks()
 
     def synchronize(self) -> None:

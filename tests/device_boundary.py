@@ -23,9 +23,10 @@ are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary (checked
   as on CuPy; otherwise "get() into pageable memory", which CUDA stages through a bounce buffer).
   Pinning a region that overlaps a pinned one, or unpinning twice, raises, as CUDA refuses both.
   `Backend.synchronize` is recorded as a wait.
-- Every new device array is counted in `DEVICE_POOL` while it lives, and uploads copy, as CuPy's
-  do; inside `device_memory_limit(n)` an allocation past n bytes raises MemoryError, as CuPy's
-  capped pool does (the daemon's --max-vram-mb).
+- Every new device array (from a function, a ufunc or a method such as `astype`) is counted in
+  `DEVICE_POOL` while it lives, and uploads copy, as CuPy's do. Inside `device_memory_limit(n)`
+  an allocation past n bytes raises MemoryError, as CuPy's capped pool does (the daemon's
+  --max-vram-mb); `DEVICE_POOL.failing_allocation` makes one chosen allocation raise.
 - A numpy function called on a device array (`np.` where `backend.xp.` was meant): recorded.
 - A 0-d device array given to a fused kernel as a number raises TypeError (CuPy would pass its
   address where the kernel expects the value).
@@ -125,6 +126,9 @@ class DevicePool:
         self.used_bytes = self.peak_bytes = 0  # the peak since the last `reset_peak`
         self.cache_frees = 0  # calls of Backend.free_cached_memory
         self.limit_bytes: int | None = None
+        self.allocations = 0  # made so far
+        self.failing_allocation: int | None = None  # the allocation number that will raise
+        self.sites: list[str] | None = None  # when a list, each allocation's package line
 
     def reset_peak(self) -> None:
         self.peak_bytes = self.used_bytes
@@ -132,11 +136,16 @@ class DevicePool:
     def allocate(self, array: np.ndarray) -> None:
         """Count `array` (a new host array standing for device memory) until it is freed."""
         nbytes = array.nbytes
+        self.allocations += 1
         if self.limit_bytes is not None and self.used_bytes + nbytes > self.limit_bytes:
             raise MemoryError(
                 f"device pool limit: {nbytes} bytes asked with {self.used_bytes} in use, "
                 f"limit {self.limit_bytes}"
             )
+        if self.allocations == self.failing_allocation:
+            raise MemoryError(f"device pool: allocation {self.allocations} made to fail")
+        if self.sites is not None:
+            self.sites.append(_package_frame())
         self.used_bytes += nbytes
         self.peak_bytes = max(self.peak_bytes, self.used_bytes)
         weakref.finalize(array, self._release, nbytes)
@@ -171,6 +180,10 @@ def watch() -> Iterator[list[Crossing]]:
 
 class DeviceArray(np.ndarray):
     """A numpy array standing in for a CuPy array (see the module docstring for the rules)."""
+
+    def __array_finalize__(self, source: Any) -> None:
+        if self.base is None:  # a new array from a method (astype, copy, ...), not a view
+            DEVICE_POOL.allocate(self)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         return _device_ufunc_call(ufunc, method, inputs, kwargs)

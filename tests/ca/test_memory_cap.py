@@ -112,6 +112,49 @@ def test_a_change_that_does_not_fit_is_dropped_and_the_stream_goes_on(
     assert simulation.showing == INCOMING and simulation.change_error is None
 
 
+@pytest.mark.parametrize("step", range(1, 7))
+def test_wherever_a_change_runs_out_nothing_escapes(step: int, peaks: dict[str, int]) -> None:
+    """Limits spread from the steady frames' peak to the crossfade's: the allocation that fails
+    moves through the change's work (warm-up, the screen's own render and steps, the incoming
+    renderer, the crossfade), and each time the change is dropped or lands, the frames go on."""
+    simulation, base = started()
+    room = peaks["crossfading"] - peaks["steady"]
+    with device_memory_limit(base + peaks["steady"] + room * step // 6):
+        simulation.set_preset(INCOMING)
+        seen = run_change(simulation) + run_frames(simulation, 3)
+    assert all(copies == 1 and brightest > 0 for _, copies, brightest in seen), seen
+    landed = (simulation.showing, simulation.change_error) == (INCOMING, None)
+    dropped = simulation.showing == SHOWN and simulation.change_error is not None
+    assert landed or dropped, (simulation.showing, simulation.change_error)
+    assert landed == (step == 6)  # the crossfade's peak fits; below it, something does not
+
+
+def test_a_change_failing_at_any_of_its_allocation_sites_is_dropped() -> None:
+    """Every place (package line) that allocates device memory during the change, made to fail
+    the first time it allocates: a finer net than the limits above, which can step over a
+    narrow window (the screen's own render while the incoming grows was one)."""
+    simulation, _ = started()
+    DEVICE_POOL.sites, start = [], DEVICE_POOL.allocations
+    simulation.set_preset(INCOMING)
+    run_change(simulation)
+    sites, DEVICE_POOL.sites = DEVICE_POOL.sites, None
+    first_at: dict[str, int] = {}
+    for number, site in enumerate(sites, start=start + 1):
+        first_at.setdefault(site, number - start)
+    assert len(first_at) > 10, first_at  # engines, flow, renderer, health, crossfade...
+    for site, offset in first_at.items():
+        simulation, _ = started()
+        DEVICE_POOL.failing_allocation = DEVICE_POOL.allocations + offset
+        try:
+            simulation.set_preset(INCOMING)
+            seen = run_change(simulation) + run_frames(simulation, 2)
+        finally:
+            DEVICE_POOL.failing_allocation = None
+        assert all(copies == 1 and brightest > 0 for _, copies, brightest in seen), (site, seen)
+        assert simulation.showing == SHOWN, site
+        assert "made to fail" in (simulation.change_error or ""), (site, simulation.change_error)
+
+
 def test_out_of_memory_with_no_change_under_way_propagates() -> None:
     """Nothing to drop: the daemon reports it and stops (ca_server.cli.serve)."""
     simulation, base = started()
