@@ -184,6 +184,17 @@ def test_a_regrowth_that_does_not_fit_waits_before_trying_again(
     run_frames(simulation, retry_frames)
     run_change(simulation)
     assert not simulation.health()["holding"] and simulation.regrowths == 3
+    assert simulation.change_error is None  # the regrowth landed
+
+
+def test_a_dropped_reseed_keeps_the_seed_on_screen(peaks: dict[str, int]) -> None:
+    simulation, base = started()
+    seed_on_screen = simulation.seed
+    with device_memory_limit(base + peaks["steady"]):
+        assert simulation.reseed(1234) == 1234
+        run_change(simulation)
+    assert simulation.change_error is not None
+    assert (simulation.seed, simulation.preset_name) == (seed_on_screen, SHOWN)
 
 
 def test_only_allocation_failures_count_as_running_out_of_memory() -> None:
