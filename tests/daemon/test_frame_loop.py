@@ -82,6 +82,22 @@ def test_one_copy_per_frame_and_no_black_frame_after_deaths(runtime_dir, shm_dir
     assert server.simulation.health()["regrowths"] >= 1
 
 
+def started_boundary_server(name: str) -> tuple[CAServer, RingReader]:
+    """A CAServer on tests/device_boundary.py's backend, its ring's reader attached, 3 frames in."""
+    config = ServerConfig(backend="numpy", width=SIZE, height=SIZE, name=name, preset="coral")
+    server = CAServer(config.resolved("numpy"), device_boundary_backend())
+    reader = RingReader(name)
+    try:
+        reader.attach()
+        for _ in range(3):
+            server._produce_frame()
+    except BaseException:
+        reader.close()
+        server.close()
+        raise
+    return server, reader
+
+
 @pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
 def test_on_the_gpu_path_a_frame_crosses_once_and_status_reads_nothing(
     runtime_dir, shm_dir
@@ -90,14 +106,8 @@ def test_on_the_gpu_path_a_frame_crosses_once_and_status_reads_nothing(
     host/device rules, no GPU needed): the frame's copy into the ring slot and settle's wait
     behind it are its only crossings, and a `status` reply, encoded for the wire, carries host
     values only (a device scalar would be a hidden read on CuPy, or fail to encode)."""
-    backend = device_boundary_backend()
-    config = ServerConfig(backend="numpy", width=SIZE, height=SIZE, name="gpuloop", preset="coral")
-    server = CAServer(config.resolved("numpy"), backend)
-    reader = RingReader("gpuloop")
+    server, reader = started_boundary_server("gpuloop")
     try:
-        reader.attach()
-        for _ in range(3):
-            server._produce_frame()
         with watch() as crossings:
             for _ in range(10):
                 server._produce_frame()
@@ -125,14 +135,8 @@ def test_a_preset_change_past_the_memory_cap_is_dropped_reported_and_frames_go_o
     """`ctl preset` to a preset whose warm-up does not fit the device pool's limit (the
     boundary backend refuses allocations past it as CuPy's capped pool does): every frame is
     still published, the old preset stays, and `ctl status` says what was dropped and why."""
-    backend = device_boundary_backend()
-    config = ServerConfig(backend="numpy", width=SIZE, height=SIZE, name="capped", preset="coral")
-    server = CAServer(config.resolved("numpy"), backend)
-    reader = RingReader("capped")
+    server, reader = started_boundary_server("capped")
     try:
-        reader.attach()
-        for _ in range(3):
-            server._produce_frame()
         gc.collect()
         DEVICE_POOL.reset_peak()
         server._produce_frame()
