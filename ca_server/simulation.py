@@ -18,11 +18,10 @@ memory (on the GPU: past the daemon's --max-vram-mb) is dropped, and the preset 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,19 +207,21 @@ class Simulation:
         """
         if self._unsettled:
             self.settle()
-        self._release_dropped_change()
         started = time.perf_counter()
         self._accumulator = min(
             self._accumulator + self._speed * self._current.preset.speed, MAX_STEPS_PER_TICK
         )
         steps = int(self._accumulator)
         self._accumulator -= steps
-        with self._change_dropped_if_out_of_memory():
+        try:
             for _ in range(steps):
                 self._current.step()
             self._current.queue_health(steps)
             self._unsettled.append(self._current)
             self._advance_change(started)
+        except Exception as error:
+            if not self._dropped_change_for(error):
+                raise
         self.sim_step += steps
         self.frame += 1
         return steps
@@ -250,18 +251,17 @@ class Simulation:
                 self._fade_frame = 0
                 self._incoming_accumulator = self._accumulator
 
-    @contextlib.contextmanager
-    def _change_dropped_if_out_of_memory(self) -> Iterator[None]:
-        """Running out of memory inside (CuPy's pool past the daemon's --max-vram-mb, or the
-        device full) while a change is under way drops the change: the organism on screen goes
-        on as before it began. With no change under way, or any other error, it propagates."""
-        try:
-            yield
-        except Exception as error:
-            changing = self._incoming or self._warmup
-            if changing is None or not self.backend.ran_out_of_memory(error):
-                raise
-            self._drop_change(changing.preset.name, str(error))
+    def _dropped_change_for(self, error: Exception) -> bool:
+        """Whether `error`, raised in a frame's work, dropped the change under way: running out
+        of memory (CuPy's pool past the daemon's --max-vram-mb, or the device full) while a
+        change is under way drops it, and the organism on screen goes on as before it began.
+        False (the caller re-raises) with no change under way, or for any other error. The
+        callers catch in plain try blocks, which cost nothing on the frame's path."""
+        changing = self._incoming or self._warmup
+        if changing is None or not self.backend.ran_out_of_memory(error):
+            return False
+        self._drop_change(changing.preset.name, str(error))
+        return True
 
     def _drop_change(self, name: str, reason: str) -> None:
         self._unsettled = [organism for organism in self._unsettled if organism is self._current]
@@ -271,8 +271,8 @@ class Simulation:
         size = (self.height, self.width)
         self._noise_pools = {size: self._noise_pools[size]} if size in self._noise_pools else {}
         self._regrowth_not_before = self.frame + REGROWTH_RETRY_FRAMES
-        # Freed once this frame's work has returned: until then the error's traceback still
-        # holds the dropped change's arrays.
+        # Freed at the end of settle: until the frame's work has returned, the error's
+        # traceback still holds the dropped change's arrays.
         self._free_cached_memory = True
         fix = "raise --max-vram-mb" if self.backend.is_gpu else "free host memory"
         self.change_error = (
@@ -280,11 +280,6 @@ class Simulation:
             "or lower the resolution"
         )
         log.warning("%s", self.change_error)
-
-    def _release_dropped_change(self) -> None:
-        if self._free_cached_memory:
-            self.backend.free_cached_memory()
-            self._free_cached_memory = False
 
     def settle(self) -> bool:
         """Act on the health verdicts the last `tick` queued; True when the frame must be redone.
@@ -297,15 +292,21 @@ class Simulation:
         """
         self.backend.synchronize()
         redo = False
-        with self._change_dropped_if_out_of_memory():  # an action's seeds are new arrays
+        try:
             for organism in self._unsettled:
-                restored = organism.settle()
+                restored = organism.settle()  # an action's seeds are new arrays
                 # An organism whose fade ended in this tick is no longer shown: nothing to redo.
                 if restored and organism in (self._current, self._incoming):
                     if organism.renderer is not None:
                         organism.renderer.reset()
                     redo = True
+        except Exception as error:
+            if not self._dropped_change_for(error):
+                raise
         self._unsettled.clear()
+        if self._free_cached_memory:
+            self.backend.free_cached_memory()
+            self._free_cached_memory = False
         idle = self._warmup is None and self._incoming is None
         if self._current.holding and idle and self.frame >= self._regrowth_not_before:
             self._start_regrowth()
@@ -331,7 +332,6 @@ class Simulation:
             frame = self.render(frame)
             if host_out is not None:
                 self.backend.to_host(frame, out=host_out)
-        self._release_dropped_change()  # now, not at the next tick: the daemon may pause
         t4 = time.perf_counter()
         self.stage_s = {"step": t1 - t0 + t4 - t3, "render": t2 - t1, "copy": t3 - t2}
         return frame
@@ -353,10 +353,13 @@ class Simulation:
 
     def render(self, out: Any = None) -> Any:
         """Colour the frame: (H, W, 3) uint8 on the backend's device (into `out` if given)."""
-        with self._change_dropped_if_out_of_memory():  # the incoming's renderer, or the held one's
+        try:  # the incoming's renderer and the crossfade's frames are new arrays
             if self._incoming is not None:
                 return self._render_crossfade(out)
             return self._render_organism(self._current, out)
+        except Exception as error:
+            if not self._dropped_change_for(error):
+                raise
         return self._render_organism(self._current, out)  # after a drop, alone
 
     def _render_crossfade(self, out: Any) -> Any:
