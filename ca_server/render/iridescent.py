@@ -9,7 +9,8 @@ Per frame, all on the backend's device with preallocated buffers:
    hue follows thickness contours like interference fringes and shifts on slopes;
 4. light value = density·(ambient + relief·slope) + rim glow on edges, plus bloom;
 5. one gather from a (value × t) colour table that bakes palette, hue rotation, brightness and a
-   tanh tonemap (rebuilt on the host only when those change).
+   tanh tonemap (rebuilt only when those change; on the host for numpy, on the device where
+   fused kernels run, so a hue or brightness drag uploads nothing).
 The static offset and the dither that hides table quantisation come from `seed`, so the same
 settings, seed and input give the same frames on the same backend. Where the backend has fused
 kernels, steps 1, 2-4 and 5 are one launch each (`RENDER_DISPLAY`, `RENDER_SHADE`,
@@ -27,15 +28,23 @@ from typing import Any
 import numpy as np
 
 from ca_server.render.bloom import Bloom
-from ca_server.render.iridescent_kernels import RENDER_COLOUR, RENDER_DISPLAY, RENDER_SHADE
+from ca_server.render.iridescent_kernels import (
+    RENDER_COLOUR,
+    RENDER_COLOUR_TABLE,
+    RENDER_DISPLAY,
+    RENDER_SHADE,
+)
 from ca_server.render.palettes import (
     COORD_BINS,
     COORD_BINS_PER_UNIT,
     COORD_MIN,
+    EXPOSURE,
     VALUE_BINS,
     VALUE_SQRT_SCALE,
     build_color_lut,
+    hue_rotation_matrix,
     palette_by_name,
+    palette_colours,
 )
 from ca_server.render.resample import gather
 from ca_server.render.settings import RenderSettings, validate_setting
@@ -115,6 +124,7 @@ class IridescentRenderer:
         self._fused_display = backend.fused_kernel(RENDER_DISPLAY)
         self._fused_shade = backend.fused_kernel(RENDER_SHADE)
         self._fused_colour = backend.fused_kernel(RENDER_COLOUR)
+        self._fused_colour_table = backend.fused_kernel(RENDER_COLOUR_TABLE)
         self._coord = xp.empty(shape, dtype=xp.float32)
         self._light = xp.empty(shape, dtype=xp.float32)
         if self._fused_display is not None:
@@ -147,6 +157,8 @@ class IridescentRenderer:
         self._light_dither = xp.asarray(rng.random(shape, dtype=np.float32))
         self._lut: Any = None
         self._lut_key: tuple[str, float, float] | None = None
+        # Palette name -> palette_colours() on the device, for the fused table build.
+        self._palette_colours: dict[str, Any] = {}
 
     # -- live settings ---------------------------------------------------------------------------
     @property
@@ -348,10 +360,32 @@ class IridescentRenderer:
         return index
 
     def _color_lut(self, settings: RenderSettings) -> Any:
+        """The colour table for `settings`: (VALUE_BINS · COORD_BINS, 3) uint8 on the device."""
         # Quantised key: a drifting hue rebuilds the table every 1/2048 turn, not every frame.
         key = (settings.palette, round(settings.hue * 2048) / 2048, round(settings.brightness, 3))
-        if key != self._lut_key:
-            table = build_color_lut(palette_by_name(key[0]), key[1], key[2])
-            self._lut = self._xp.asarray(table)
-            self._lut_key = key
+        if key == self._lut_key:
+            return self._lut
+        name, hue, brightness = key
+        xp, build = self._xp, self._fused_colour_table
+        if build is None:
+            self._lut = xp.asarray(build_color_lut(palette_by_name(name), hue, brightness))
+        else:
+            if self._lut is None:
+                self._lut = xp.empty((VALUE_BINS * COORD_BINS, 3), dtype=xp.uint8)
+            colours = self._palette_colours.get(name)
+            if colours is None:
+                colours = xp.asarray(palette_colours(palette_by_name(name)))
+                self._palette_colours[name] = colours
+            rotation = hue_rotation_matrix(hue).ravel().tolist()
+            cells = VALUE_BINS * COORD_BINS
+            build(
+                cells,
+                self._lut,
+                colours,
+                *rotation,
+                EXPOSURE * brightness,
+                VALUE_SQRT_SCALE,
+                COORD_BINS,
+            )
+        self._lut_key = key
         return self._lut

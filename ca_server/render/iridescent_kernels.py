@@ -3,8 +3,9 @@
 Each is the CUDA C twin of a stage of `IridescentRenderer` (ca_server/render/iridescent.py), whose
 numpy sequence stays the reference and the CPU path: RENDER_DISPLAY (density to display field,
 with the smoothing EMA), RENDER_SHADE (film coordinate and light) and RENDER_COLOUR (quantise and
-colour-table gather into the (H, W, 3) uint8 frame). Arrays are (H, W) float32 on the device
-unless a kernel says otherwise.
+colour-table gather into the (H, W, 3) uint8 frame). RENDER_COLOUR_TABLE is the twin of
+`build_color_lut`: it rebuilds the colour table on the device when hue or brightness moves. Arrays
+are (H, W) float32 on the device unless a kernel says otherwise.
 """
 
 from __future__ import annotations
@@ -79,6 +80,38 @@ extern "C" __global__ void render_colour(
         rgb[3 * i] = lut[3 * row];
         rgb[3 * i + 1] = lut[3 * row + 1];
         rgb[3 * i + 2] = lut[3 * row + 2];
+    }
+}
+""",
+)
+
+# The colour table RENDER_COLOUR reads, rebuilt when hue or brightness moves: one thread per
+# (value bin, coord bin) cell writes its three bytes, following build_color_lut (palettes.py)
+# step by step. `colours` is palette_colours(): (coord_bins, 3) float64, uploaded once per
+# palette; the hue rotation's rows and the exposure arrive as float32 scalars, so the rebuild
+# moves no data. Both rounding a float64 through float32 and the GPU's tanhf can flip a byte by
+# one where it sits on a rounding edge.
+RENDER_COLOUR_TABLE = KernelSource(
+    "render_colour_table",
+    r"""
+extern "C" __global__ void render_colour_table(
+    unsigned char* __restrict__ table, const double* __restrict__ colours,
+    const float r00, const float r01, const float r02, const float r10, const float r11,
+    const float r12, const float r20, const float r21, const float r22, const float exposure,
+    const float value_sqrt_scale, const int coord_bins, const long long n) {
+    CA_FOR_EACH(i, n) {
+        const double* colour = colours + 3 * (i % coord_bins);
+        const double value = (double)(i / coord_bins) / value_sqrt_scale;
+        const float light = (float)(value * value * exposure);
+        const double rotated[3] = {
+            colour[0] * r00 + colour[1] * r01 + colour[2] * r02,
+            colour[0] * r10 + colour[1] * r11 + colour[2] * r12,
+            colour[0] * r20 + colour[1] * r21 + colour[2] * r22,
+        };
+        for (int channel = 0; channel < 3; ++channel) {
+            const float lit = (float)fmin(fmax(rotated[channel], 0.0), 1.0) * light;
+            table[3 * i + channel] = (unsigned char)(tanhf(lit) * 255.0f + 0.5f);
+        }
     }
 }
 """,

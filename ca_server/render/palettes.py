@@ -3,10 +3,11 @@
 A palette maps a film coordinate `t` (roughly "optical thickness": density plus slope plus a static
 spatial offset) to RGB with Inigo Quilez's cosine form `a + b·cos(2π(c·t + d))` plus two faint
 harmonics that break the pure-sine look. Different per-channel frequencies `c` make the colours
-cycle like thin-film interference fringes. `build_color_lut` evaluates a palette on the host with
-numpy once per (palette, hue, brightness) and returns a flat `(value_bins · coord_bins, 3)` uint8
-table that the renderer indexes with one gather per pixel; the same bytes go to every backend, so
-numpy and CuPy frames differ only where a float lands on the other side of a bin edge.
+cycle like thin-film interference fringes. `build_color_lut` turns a palette, a hue rotation and a
+brightness into a flat `(value_bins · coord_bins, 3)` uint8 table that the renderer indexes with
+one gather per pixel. It is numpy's table and the reference for the GPU's: there the renderer
+builds the same table on the device (`RENDER_COLOUR_TABLE`) from `palette_colours`, uploaded once
+per palette, so dragging hue or brightness moves no data between host and device.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ COORD_BINS = 1536
 VALUE_MAX = 4.0
 VALUE_BINS = 256
 VALUE_SQRT_SCALE = (VALUE_BINS - 1) / math.sqrt(VALUE_MAX)
+# Light per unit of brightness: puts a fully lit, unit-density body near the palette's own colour.
+EXPOSURE = 1.3
 
 
 @dataclass(frozen=True)
@@ -118,17 +121,22 @@ def value_axis() -> np.ndarray:
     return (np.arange(VALUE_BINS, dtype=np.float64) / VALUE_SQRT_SCALE) ** 2
 
 
+def palette_colours(palette: CosinePalette) -> np.ndarray:
+    """The palette at every LUT column: (COORD_BINS, 3) float64 on the host, in [0, 1]."""
+    return palette.evaluate(coord_axis())
+
+
 def build_color_lut(palette: CosinePalette, hue_shift: float, brightness: float) -> np.ndarray:
     """The renderer's colour table: (VALUE_BINS · COORD_BINS, 3) uint8 on the host.
 
     Row `value_bin · COORD_BINS + coord_bin` holds `tonemap(rotate_hue(palette(t)) · value ·
-    brightness)`. The tonemap is a per-channel tanh shoulder, so overexposed light desaturates
-    towards white the way a bright sheen on a film does, and brightness never clips harshly.
+    EXPOSURE · brightness)`. The tonemap is a per-channel tanh shoulder, so overexposed light
+    desaturates towards white the way a bright sheen on a film does, and brightness never clips
+    harshly.
     """
-    colours = palette.evaluate(coord_axis()) @ hue_rotation_matrix(hue_shift).T
+    colours = palette_colours(palette) @ hue_rotation_matrix(hue_shift).T
     np.clip(colours, 0.0, 1.0, out=colours)
-    # Exposure 1.3 puts a fully lit, unit-density body near the palette's own colour.
-    light = (value_axis() * (1.3 * brightness)).astype(np.float32)
+    light = (value_axis() * (EXPOSURE * brightness)).astype(np.float32)
     table = colours.astype(np.float32)[None, :, :] * light[:, None, None]
     np.tanh(table, out=table)
     table *= 255.0

@@ -76,6 +76,23 @@ def test_a_steady_frame_crosses_only_with_its_copy(name: str) -> None:
         )
 
 
+def test_a_hue_and_brightness_drag_crosses_only_with_the_frame_copy() -> None:
+    """A VJ dragging the hue and brightness sliders changes the colour table every frame; it is
+    rebuilt on the device, so those frames cross like steady ones."""
+    simulation = Simulation(device_boundary_backend(), width=SIZE, height=SIZE, preset="coral")
+    frames_crossings(simulation, 2)
+
+    def drag(index: int) -> None:
+        simulation.hue_shift = 0.02 * (index + 1)
+        simulation.brightness = 1.0 + 0.05 * (index + 1)
+
+    for index, crossings in enumerate(frames_crossings(simulation, 10, drag)):
+        kinds = [crossing.kind for crossing in crossings]
+        assert kinds == ["copy", "wait"] and is_frame_copy(crossings[0]), (
+            f"drag frame {index}: {[str(crossing) for crossing in crossings]}"
+        )
+
+
 def test_changes_controls_and_deaths_cross_only_where_they_must() -> None:
     """Preset changes across the four engines, a reseed, live controls and deaths on screen: no
     TypeError (a crash on CuPy), one frame copy per frame (two where a death is redone), and the

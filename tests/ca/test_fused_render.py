@@ -14,8 +14,23 @@ from host_cuda import compiler_available, host_fused_backend, nvcc_check
 
 from ca_server.render import IridescentRenderer
 from ca_server.render.bloom import BLOOM_DOWNSAMPLE, BLOOM_UPSAMPLE_ADD, Bloom
-from ca_server.render.iridescent_kernels import RENDER_COLOUR, RENDER_DISPLAY, RENDER_SHADE
-from ca_server.render.palettes import COORD_BINS, VALUE_BINS
+from ca_server.render.iridescent_kernels import (
+    RENDER_COLOUR,
+    RENDER_COLOUR_TABLE,
+    RENDER_DISPLAY,
+    RENDER_SHADE,
+)
+from ca_server.render.palettes import (
+    COORD_BINS,
+    EXPOSURE,
+    PALETTE_NAMES,
+    PALETTES,
+    VALUE_BINS,
+    VALUE_SQRT_SCALE,
+    build_color_lut,
+    hue_rotation_matrix,
+    palette_colours,
+)
 from ca_server.render.resample import BilinearUpsampler
 from ca_server.render.thicken import THICKEN_DOWNSAMPLE, THICKEN_UPSAMPLE_MAX, StrandThickener
 from ca_server.xp import numpy_backend
@@ -27,6 +42,7 @@ RENDER_KERNELS = (
     RENDER_DISPLAY,
     RENDER_SHADE,
     RENDER_COLOUR,
+    RENDER_COLOUR_TABLE,
     BLOOM_DOWNSAMPLE,
     BLOOM_UPSAMPLE_ADD,
     THICKEN_DOWNSAMPLE,
@@ -109,6 +125,8 @@ def test_a_frame_is_a_handful_of_launches(bloom, per_frame):
     for seed in range(frames):
         renderer.render(creature_world(SIZE, SIZE, seed))
     launches = backend.kernel_compiler.launches
+    # The colour table is built once: hue and brightness did not move.
+    assert launches.pop("render_colour_table") == 1
     assert sum(launches.values()) == per_frame * frames
     for name in ("render_display", "render_shade", "render_colour"):
         assert launches[name] == frames
@@ -146,6 +164,7 @@ def test_thickening_is_two_launches_per_frame():
         renderer.render(creature_world(SIZE, SIZE, seed))
     launches = backend.kernel_compiler.launches
     assert launches["thicken_downsample"] == launches["thicken_upsample_max"] == frames
+    assert launches.pop("render_colour_table") == 1
     assert sum(launches.values()) == 7 * frames  # display, shade, colour, bloom's two, these two
 
 
@@ -229,3 +248,45 @@ def test_colour_kernel_never_reads_outside_the_table():
     top_in_range = lut[(VALUE_BINS - 2) * COORD_BINS + COORD_BINS - 1]
     expected = [lut[0], lut[0], top_in_range, top_in_range, lut[0], lut[-1]]
     np.testing.assert_array_equal(rgb, expected)
+
+
+@pytest.mark.parametrize("name", PALETTE_NAMES)
+def test_colour_table_kernel_builds_the_numpy_table(name):
+    """The device's table against build_color_lut, over hues and brightnesses. The kernel gets
+    the hue rotation and exposure as float32 (the host keeps float64) and g++'s tanhf is not
+    numpy's, so a byte sitting on a rounding edge may flip by one: 3.6e-6 of the bytes over all
+    palettes when measured. A wrong channel, row or rotation moves most bytes by far more."""
+    launch = host_fused_backend().fused_kernel(RENDER_COLOUR_TABLE)
+    colours = palette_colours(PALETTES[name])
+    for hue in (0.0, 0.13, 0.77):
+        for brightness in (0.3, 1.0, 2.7):
+            reference = build_color_lut(PALETTES[name], hue, brightness)
+            table = np.zeros_like(reference)
+            rotation = hue_rotation_matrix(hue).ravel().tolist()
+            exposure = EXPOSURE * brightness
+            launch(
+                VALUE_BINS * COORD_BINS,
+                table,
+                colours,
+                *rotation,
+                exposure,
+                VALUE_SQRT_SCALE,
+                COORD_BINS,
+            )
+            difference = np.abs(reference.astype(np.int16) - table)
+            assert difference.max() <= 1, (hue, brightness)
+            assert (difference > 0).mean() < 1e-4, (hue, brightness)
+
+
+def test_a_hue_and_brightness_drag_rebuilds_the_table_on_the_device():
+    """Every frame of a drag gets a table for its own hue and brightness, one launch each."""
+    backend = host_fused_backend()
+    fused = IridescentRenderer(backend, SIZE, SIZE, seed=5)
+    reference = IridescentRenderer(numpy_backend(1), SIZE, SIZE, seed=5)
+    world = creature_world(SIZE, SIZE, 2)
+    steps = [{"hue": 0.05 * step, "brightness": 1.0 + 0.1 * step} for step in range(6)]
+    for change in steps:
+        fused.update(change)
+        reference.update(change)
+        assert_frames_agree(reference.render(world), fused.render(world))
+    assert backend.kernel_compiler.launches["render_colour_table"] == len(steps)
