@@ -18,6 +18,7 @@ from device_boundary import DEVICE_POOL, device_boundary_backend, device_memory_
 from host_cuda import compiler_available
 
 import ca_server.simulation
+from ca_server.health import Action
 from ca_server.simulation import Simulation
 from ca_server.xp import numpy_backend
 
@@ -214,3 +215,32 @@ def test_only_allocation_failures_count_as_running_out_of_memory() -> None:
     assert backend.ran_out_of_memory(CodedCudaError(2))  # cudaErrorMemoryAllocation
     assert not backend.ran_out_of_memory(CodedCudaError(700))  # cudaErrorIllegalAddress
     assert not backend.ran_out_of_memory(RuntimeError("anything else"))
+
+
+def test_a_health_action_that_runs_out_during_the_crossfade_drops_the_change() -> None:
+    """settle's guard. The incoming organism's health monitor is made to call for a perturb
+    (drawn on the device: new arrays) in a crossfade frame, with no room left in the pool for
+    it; the allocation fails inside the package's own code, after the frame went out."""
+    simulation, _ = started()
+    simulation.set_preset(INCOMING)
+    seen = run_frames(simulation, 1)
+    while phase(simulation) != "crossfading":
+        assert len(seen) < 100, "the change never reached its crossfade"
+        seen += run_frames(simulation, 1)
+    incoming = simulation._incoming
+    apply = incoming.apply
+    attempts = []
+
+    def perturb_with_no_room(action: Action) -> None:
+        attempts.append(action)
+        with device_memory_limit(DEVICE_POOL.used_bytes):
+            apply(Action.PERTURB)
+
+    incoming.apply = perturb_with_no_room  # type: ignore[method-assign]
+    seen += run_frames(simulation, 1) + run_frames(simulation, 5)
+    assert attempts, "the incoming organism was never settled"
+    assert all(copies == 1 and brightest > 0 for _, copies, brightest in seen), seen
+    assert phase(simulation) == "steady"
+    assert simulation.showing == simulation.preset_name == SHOWN
+    error = simulation.change_error
+    assert error is not None and f"'{INCOMING}'" in error, error
