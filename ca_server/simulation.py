@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ca_server.crossfade import Crossfade
 from ca_server.engines.keep_moving import NoisePool
-from ca_server.fused import KernelSource
 from ca_server.organism import Organism
 from ca_server.presets import DEFAULT_PRESET, Preset, load_preset
 from ca_server.warmup import WarmUp
@@ -41,20 +41,6 @@ MAX_STEPS_PER_TICK = 32
 # After the device ran out of memory for a regrowth, the held picture goes on drifting this many
 # frames (≈ 5 s at 30 fps) before the next try, instead of failing again every frame.
 REGROWTH_RETRY_FRAMES = 150
-
-CROSSFADE_BLEND = KernelSource(
-    "crossfade_blend",
-    r"""
-// out = (old (256 - weight) + new weight) >> 8 per colour byte; weight in [0, 256].
-extern "C" __global__ void crossfade_blend(
-    unsigned char* __restrict__ out, const unsigned char* __restrict__ old_rgb,
-    const unsigned char* __restrict__ new_rgb, const int weight, const long long n) {
-    CA_FOR_EACH(i, n) {
-        out[i] = (unsigned char)((old_rgb[i] * (256 - weight) + new_rgb[i] * weight) >> 8);
-    }
-}
-""",
-)
 
 
 def _default_flow_factory(*args: Any, **kwargs: Any) -> Any:
@@ -112,8 +98,7 @@ class Simulation:
         self._warmup: WarmUp | None = None
         self._incoming: Organism | None = None
         self._fade_frame = 0
-        self._blend: tuple[Any, ...] | None = None
-        self._fused_blend = backend.fused_kernel(CROSSFADE_BLEND)
+        self._crossfade = Crossfade(backend, self.height, self.width)
         self.regrowths = 0
         self._before_change = (self.preset_name, self.seed)
         self._regrowth_not_before = 0  # a frame number
@@ -265,7 +250,8 @@ class Simulation:
 
     def _drop_change(self, name: str, reason: str) -> None:
         self._unsettled = [organism for organism in self._unsettled if organism is self._current]
-        self._warmup = self._incoming = self._blend = None
+        self._warmup = self._incoming = None
+        self._crossfade.release()
         self.preset_name, self.seed = self._before_change
         # Noise tables for a warm-up grid: only the frame-sized one serves the organism on screen.
         size = (self.height, self.width)
@@ -348,7 +334,7 @@ class Simulation:
     def _finish_fade(self) -> None:
         assert self._incoming is not None
         self._current, self._incoming = self._incoming, None
-        self._blend = None
+        self._crossfade.release()
         self.change_error = None  # a change landed
 
     def render(self, out: Any = None) -> Any:
@@ -364,33 +350,10 @@ class Simulation:
 
     def _render_crossfade(self, out: Any) -> Any:
         assert self._incoming is not None
-        xp = self.backend.xp
-        shape = (self.height, self.width, 3)
-        if self._blend is None:  # held for one fade: the two pictures, and numpy's uint16 mix
-            wide = (
-                ()
-                if self._fused_blend
-                else (xp.empty(shape, xp.uint16), xp.empty(shape, xp.uint16))
-            )
-            self._blend = (xp.empty(shape, xp.uint8), xp.empty(shape, xp.uint8), *wide)
-        old_rgb, new_rgb = self._blend[:2]
+        old_rgb, new_rgb = self._crossfade.pictures()
         self._render_organism(self._current, old_rgb)
         self._render_organism(self._incoming, new_rgb)
-        weight = round(256 * self._fade_frame / self.crossfade_frames)
-        if out is None:
-            out = xp.empty(shape, xp.uint8)
-        if self._fused_blend is not None:
-            self._fused_blend(out.size, out, old_rgb, new_rgb, weight)
-            return out
-        mix, scratch = self._blend[2:]
-        xp.copyto(mix, old_rgb, casting="unsafe")
-        mix *= 256 - weight
-        xp.copyto(scratch, new_rgb, casting="unsafe")
-        scratch *= weight
-        mix += scratch
-        mix >>= 8
-        xp.copyto(out, mix, casting="unsafe")
-        return out
+        return self._crossfade.blend(round(256 * self._fade_frame / self.crossfade_frames), out)
 
     def _render_organism(self, organism: Organism, out: Any) -> Any:
         render_table = organism.preset.render

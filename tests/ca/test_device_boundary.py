@@ -19,9 +19,10 @@ import pytest
 from device_boundary import Crossing, DeviceArray, device_boundary_backend, watch
 from host_cuda import compiler_available
 
+from ca_server.crossfade import CROSSFADE_BLEND
 from ca_server.health import Action
 from ca_server.presets import preset_names
-from ca_server.simulation import CROSSFADE_BLEND, Simulation
+from ca_server.simulation import Simulation
 
 pytestmark = pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
 

@@ -15,11 +15,12 @@ import pytest
 from host_cuda import compiler_available, host_fused_backend, nvcc_check
 
 import ca_server.render  # noqa: F401 - registers the renderer's and the flow's kernels
+from ca_server.crossfade import CROSSFADE_BLEND
 from ca_server.engines import create_engine
 from ca_server.fused import KERNEL_SOURCES, KernelSource, kernel_arguments
 from ca_server.health import HealthMonitor, policy_for
 from ca_server.presets import load_preset, preset_names
-from ca_server.simulation import CROSSFADE_BLEND, Simulation
+from ca_server.simulation import Simulation
 from ca_server.xp import numpy_backend
 
 pytestmark = pytest.mark.skipif(not compiler_available(), reason="g++ is not installed")
