@@ -374,7 +374,7 @@ class IridescentRenderer:
                 self._lut = xp.empty((VALUE_BINS * COORD_BINS, 3), dtype=xp.uint8)
             colours = self._palette_colours.get(name)
             if colours is None:
-                colours = xp.asarray(palette_colours(palette_by_name(name)))
+                colours = xp.asarray(palette_colours(palette_by_name(name)).astype(np.float32))
                 self._palette_colours[name] = colours
             rotation = hue_rotation_matrix(hue).ravel().tolist()
             cells = VALUE_BINS * COORD_BINS

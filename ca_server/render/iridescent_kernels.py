@@ -87,29 +87,29 @@ extern "C" __global__ void render_colour(
 
 # The colour table RENDER_COLOUR reads, rebuilt when hue or brightness moves: one thread per
 # (value bin, coord bin) cell writes its three bytes, following build_color_lut (palettes.py)
-# step by step. `colours` is palette_colours(): (coord_bins, 3) float64, uploaded once per
-# palette; the hue rotation's rows and the exposure arrive as float32 scalars, so the rebuild
-# moves no data. Both rounding a float64 through float32 and the GPU's tanhf can flip a byte by
-# one where it sits on a rounding edge.
+# step by step in float32 (the host rotates in float64). `colours` is palette_colours() as
+# (coord_bins, 3) float32, uploaded once per palette; the hue rotation's rows and the exposure
+# arrive as scalars, so the rebuild moves no data. A byte sitting on a rounding edge can come out
+# one level off the host's.
 RENDER_COLOUR_TABLE = KernelSource(
     "render_colour_table",
     r"""
 extern "C" __global__ void render_colour_table(
-    unsigned char* __restrict__ table, const double* __restrict__ colours,
+    unsigned char* __restrict__ table, const float* __restrict__ colours,
     const float r00, const float r01, const float r02, const float r10, const float r11,
     const float r12, const float r20, const float r21, const float r22, const float exposure,
     const float value_sqrt_scale, const int coord_bins, const long long n) {
     CA_FOR_EACH(i, n) {
-        const double* colour = colours + 3 * (i % coord_bins);
-        const double value = (double)(i / coord_bins) / value_sqrt_scale;
-        const float light = (float)(value * value * exposure);
-        const double rotated[3] = {
+        const float* colour = colours + 3 * (i % coord_bins);
+        const float value = (float)(i / coord_bins) / value_sqrt_scale;
+        const float light = value * value * exposure;
+        const float rotated[3] = {
             colour[0] * r00 + colour[1] * r01 + colour[2] * r02,
             colour[0] * r10 + colour[1] * r11 + colour[2] * r12,
             colour[0] * r20 + colour[1] * r21 + colour[2] * r22,
         };
         for (int channel = 0; channel < 3; ++channel) {
-            const float lit = (float)fmin(fmax(rotated[channel], 0.0), 1.0) * light;
+            const float lit = fminf(fmaxf(rotated[channel], 0.0f), 1.0f) * light;
             table[3 * i + channel] = (unsigned char)(tanhf(lit) * 255.0f + 0.5f);
         }
     }

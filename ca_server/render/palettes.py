@@ -6,8 +6,8 @@ harmonics that break the pure-sine look. Different per-channel frequencies `c` m
 cycle like thin-film interference fringes. `build_color_lut` turns a palette, a hue rotation and a
 brightness into a flat `(value_bins · coord_bins, 3)` uint8 table that the renderer indexes with
 one gather per pixel. It is numpy's table and the reference for the GPU's: there the renderer
-builds the same table on the device (`RENDER_COLOUR_TABLE`) from `palette_colours`, uploaded once
-per palette, so dragging hue or brightness moves no data between host and device.
+builds the same table on the device (`RENDER_COLOUR_TABLE`) from `palette_colours` (as float32,
+uploaded once per palette), so dragging hue or brightness moves no data between host and device.
 """
 
 from __future__ import annotations
