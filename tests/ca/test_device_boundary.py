@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from device_boundary import Crossing, DeviceArray, device_boundary_backend, watch
+from device_boundary import DEVICE_POOL, Crossing, DeviceArray, device_boundary_backend, watch
 from host_cuda import compiler_available
 
 from ca_server.crossfade import CROSSFADE_BLEND
@@ -79,19 +79,24 @@ def test_a_steady_frame_crosses_only_with_its_copy(name: str) -> None:
 
 def test_a_hue_and_brightness_drag_crosses_only_with_the_frame_copy() -> None:
     """A VJ dragging the hue and brightness sliders changes the colour table every frame; it is
-    rebuilt on the device, so those frames cross like steady ones."""
+    rebuilt in place on the device, so those frames cross and allocate like steady ones."""
     simulation = Simulation(device_boundary_backend(), width=SIZE, height=SIZE, preset="coral")
     frames_crossings(simulation, 2)
+    before = DEVICE_POOL.allocations
+    frames_crossings(simulation, 10)
+    steady_allocations = DEVICE_POOL.allocations - before
 
     def drag(index: int) -> None:
         simulation.hue_shift = 0.02 * (index + 1)
         simulation.brightness = 1.0 + 0.05 * (index + 1)
 
+    before = DEVICE_POOL.allocations
     for index, crossings in enumerate(frames_crossings(simulation, 10, drag)):
         kinds = [crossing.kind for crossing in crossings]
         assert kinds == ["copy", "wait"] and is_frame_copy(crossings[0]), (
             f"drag frame {index}: {[str(crossing) for crossing in crossings]}"
         )
+    assert DEVICE_POOL.allocations - before == steady_allocations
 
 
 def test_changes_controls_and_deaths_cross_only_where_they_must() -> None:

@@ -221,20 +221,21 @@ def test_a_health_action_that_runs_out_during_the_crossfade_drops_the_change() -
     """settle's guard. The incoming organism's health monitor is made to call for a perturb
     (drawn on the device: new arrays) in a crossfade frame, with no room left in the pool for
     it; the allocation fails inside the package's own code, after the frame went out."""
-    simulation, _ = started()
+    simulation, base = started()
+    frees_before = DEVICE_POOL.cache_frees
     simulation.set_preset(INCOMING)
     seen = run_frames(simulation, 1)
     while phase(simulation) != "crossfading":
         assert len(seen) < 100, "the change never reached its crossfade"
         seen += run_frames(simulation, 1)
     incoming = simulation._incoming
-    apply = incoming.apply
+    wrapped = {"apply": incoming.apply}
     attempts = []
 
     def perturb_with_no_room(action: Action) -> None:
         attempts.append(action)
         with device_memory_limit(DEVICE_POOL.used_bytes):
-            apply(Action.PERTURB)
+            wrapped["apply"](Action.PERTURB)
 
     incoming.apply = perturb_with_no_room  # type: ignore[method-assign]
     seen += run_frames(simulation, 1) + run_frames(simulation, 5)
@@ -243,4 +244,11 @@ def test_a_health_action_that_runs_out_during_the_crossfade_drops_the_change() -
     assert phase(simulation) == "steady"
     assert simulation.showing == simulation.preset_name == SHOWN
     error = simulation.change_error
-    assert error is not None and f"'{INCOMING}'" in error, error
+    assert error is not None and f"'{INCOMING}'" in error and "--max-vram-mb" in error, error
+    # The dropped change holds no device memory (once this test lets go of the organism it
+    # wrapped), and the pool's cache was given back once.
+    del incoming
+    wrapped.clear()
+    gc.collect()
+    assert DEVICE_POOL.used_bytes <= base, (DEVICE_POOL.used_bytes, base)
+    assert DEVICE_POOL.cache_frees == frees_before + 1
