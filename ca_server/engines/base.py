@@ -167,16 +167,29 @@ def cluster_centres(rng: np.random.Generator, height: int, width: int) -> list[t
     ]
 
 
-def stamp_max(backend: Backend, field: Any, cy: float, cx: float, patch: np.ndarray) -> None:
-    """field = max(field, patch) on the patch's window centred at (cy, cx), wrapping at edges."""
+def stamp_max(
+    backend: Backend, field: Any, stamps: Sequence[tuple[float, float, np.ndarray]]
+) -> None:
+    """field = max(field, patch) on each patch's window centred at (cy, cx), wrapping at edges.
+
+    `field`: (H, W) float32 on the device, changed in place. `stamps`: (cy, cx, patch) with
+    `patch` a small (h, w) host array. The patches cross to the device in one upload, not one
+    per seed (about thirty in a revive frame, each its own staging copy, transfer and event).
+    """
     xp = backend.xp
-    ph, pw = patch.shape
     height, width = field.shape
-    top, left = round(cy) - ph // 2, round(cx) - pw // 2
-    rows = xp.arange(top, top + ph) % height  # the window's indices, made on the device
-    cols = xp.arange(left, left + pw) % width
-    index = xp.ix_(rows, cols)
-    field[index] = xp.maximum(field[index], xp.asarray(patch.astype(np.float32)))
+    flat = np.concatenate([patch.ravel() for _, _, patch in stamps]).astype(np.float32)
+    patches = xp.asarray(flat)
+    start = 0
+    for cy, cx, patch in stamps:
+        ph, pw = patch.shape
+        top, left = round(cy) - ph // 2, round(cx) - pw // 2
+        rows = xp.arange(top, top + ph) % height  # the window's indices, made on the device
+        cols = xp.arange(left, left + pw) % width
+        index = xp.ix_(rows, cols)
+        on_device = patches[start : start + ph * pw].reshape(ph, pw)
+        field[index] = xp.maximum(field[index], on_device)
+        start += ph * pw
 
 
 def gaussian_patch(radius: float, amplitude: float) -> np.ndarray:

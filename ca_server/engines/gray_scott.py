@@ -204,9 +204,11 @@ class GrayScottEngine(Engine):
 
     def drop_cluster(self, rng: np.random.Generator) -> None:
         half = max(3, round(6 * self.res_scale))
-        for cy, cx in cluster_centres(rng, self.height, self.width):
-            patch = rng.uniform(0.25, 0.5, (2 * half + 1, 2 * half + 1)).astype(np.float32)
-            stamp_max(self.backend, self._v, cy, cx, patch)
+        stamps = [
+            (cy, cx, rng.uniform(0.25, 0.5, (2 * half + 1, 2 * half + 1)))
+            for cy, cx in cluster_centres(rng, self.height, self.width)
+        ]
+        stamp_max(self.backend, self._v, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         return (Breathing("F", 0.006, 0.033, 0.001),)

@@ -124,9 +124,11 @@ class LeniaEngine(Engine):
         self._upload(host, self._state)
 
     def drop_cluster(self, rng: np.random.Generator) -> None:
+        stamps = []
         for cy, cx in cluster_centres(rng, self.height, self.width):
             radius = max(8.0, 12 * self.res_scale + rng.uniform(-2, 2))
-            stamp_max(self.backend, self._state, cy, cx, gaussian_patch(radius, 0.9))
+            stamps.append((cy, cx, gaussian_patch(radius, 0.9)))
+        stamp_max(self.backend, self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         mu, sigma, T = self.params["mu"], self.params["sigma"], self.params["T"]

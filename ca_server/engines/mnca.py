@@ -218,11 +218,13 @@ class MNCAEngine(Engine):
         self._upload(host, self._state)
 
     def drop_cluster(self, rng: np.random.Generator) -> None:
+        stamps = []
         for cy, cx in cluster_centres(rng, self.height, self.width):
             radius = max(
                 8.0 * min(1.0, 2 * self.res_scale), 12 * self.res_scale + rng.uniform(-2, 2)
             )
-            stamp_max(self.backend, self._state, cy, cx, gaussian_patch(radius, 0.9))
+            stamps.append((cy, cx, gaussian_patch(radius, 0.9)))
+        stamp_max(self.backend, self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         return (Breathing("delta", 0.3 * self.params["delta"], 1 / 60, 0.001),)

@@ -201,11 +201,11 @@ class SmoothLifeEngine(Engine):
 
     def drop_cluster(self, rng: np.random.Generator) -> None:
         s = self.res_scale
+        stamps = []
         for cy, cx in cluster_centres(rng, self.height, self.width):
             radius = max(15 * s, 0.7 * self.outer_radius) + rng.uniform(-3, 3) * s
-            stamp_max(
-                self.backend, self._state, cy, cx, disc_patch(rng, max(radius, 2.0), 0.75, 0.95)
-            )
+            stamps.append((cy, cx, disc_patch(rng, max(radius, 2.0), 0.75, 0.95)))
+        stamp_max(self.backend, self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         return (
