@@ -4,6 +4,9 @@ What this stands in for: NVRTC and a CUDA device. `HostKernelCompiler` compiles 
 source with g++ behind a small shim (`__global__` and `__device__` erased; blockIdx/threadIdx 0
 and blockDim/gridDim 1, so a kernel's grid-stride loop visits every element in one call) and
 returns a launcher with the same `launch(n, *args)` call as the CuPy one, taking numpy arrays.
+Each launch's arguments are checked against the kernel's declared parameters (count, C type,
+pointee dtype, contiguity): CuPy passes whatever it is given, so on a GPU an int where a float is
+declared, or a float64 array behind a `float*`, would read the wrong bytes without an error.
 `host_fused_backend()` is the numpy backend with this compiler in place, so engines and the
 renderer take their fused path on the CPU and can be compared with the numpy reference. What it
 cannot check: CUDA-only behaviour (FMA contraction, the GPU's exp ulps, races between threads;
@@ -17,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import hashlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -47,6 +51,17 @@ _C_TYPES = {
     np.dtype(np.int32): ctypes.c_int32,
     np.dtype(np.int64): ctypes.c_int64,
 }
+# A kernel parameter's C type (qualifiers dropped, "*" for a pointer) -> the numpy dtype of the
+# scalar, or of the array's elements, that must be passed for it.
+_PARAMETER_DTYPES = {
+    "float": np.dtype(np.float32),
+    "int": np.dtype(np.int32),
+    "long long": np.dtype(np.int64),
+    "float *": np.dtype(np.float32),
+    "int *": np.dtype(np.int32),
+    "unsigned char *": np.dtype(np.uint8),
+}
+_SIGNATURE = re.compile(r'extern "C" __global__ void\s+(\w+)\s*\((.*?)\)\s*\{', re.DOTALL)
 
 
 def compiler_available() -> bool:
@@ -63,13 +78,51 @@ class HostKernelCompiler:
         library = ctypes.CDLL(str(_build(source.full_code)))
         function = getattr(library, source.name)
         function.restype = None
+        parameters = kernel_parameters(source)
         launches = self.launches
 
         def launch(n: int, *args: Any) -> None:
             launches[source.name] = launches.get(source.name, 0) + 1
-            function(*(_c_argument(value) for value in kernel_arguments(args)), ctypes.c_int64(n))
+            values = (*kernel_arguments(args), np.int64(n))
+            check_kernel_arguments(source.name, parameters, values)
+            function(*(_c_argument(value) for value in values))
 
         return launch
+
+
+def kernel_parameters(source: KernelSource) -> list[tuple[str, str, bool]]:
+    """(name, C type, is pointer) of each parameter `source`'s kernel declares, in order."""
+    match = _SIGNATURE.search(source.code)
+    if match is None or match.group(1) != source.name:
+        raise ValueError(f'no `extern "C" __global__ void {source.name}(...)` signature')
+    parameters = []
+    for declaration in match.group(2).split(","):
+        words = declaration.replace("*", " * ").split()
+        words = [word for word in words if word not in ("const", "__restrict__")]
+        c_type = " ".join(words[:-1])
+        if c_type not in _PARAMETER_DTYPES:
+            raise ValueError(f"{source.name}: no numpy type for parameter {declaration.strip()!r}")
+        parameters.append((words[-1], c_type, c_type.endswith("*")))
+    return parameters
+
+
+def check_kernel_arguments(
+    kernel: str, parameters: list[tuple[str, str, bool]], values: tuple[Any, ...]
+) -> None:
+    """Raise TypeError unless `values` (after `kernel_arguments`, n last) are what a GPU launch
+    of `kernel` reads correctly: one per parameter, an array of the pointee's dtype, C-contiguous,
+    for each pointer, and a numpy scalar of exactly the declared type for the others."""
+    if len(values) != len(parameters):
+        names = ", ".join(name for name, _, _ in parameters)
+        raise TypeError(f"{kernel} takes {len(parameters)} arguments ({names}), got {len(values)}")
+    for value, (name, c_type, is_pointer) in zip(values, parameters, strict=True):
+        wanted = _PARAMETER_DTYPES[c_type]
+        if is_pointer != isinstance(value, np.ndarray) or np.asarray(value).dtype != wanted:
+            given = type(value).__name__
+            given = f"an array of {value.dtype}" if isinstance(value, np.ndarray) else given
+            raise TypeError(f"{kernel}: parameter {c_type} {name} wants {wanted}, got {given}")
+        if is_pointer and not value.flags.c_contiguous:
+            raise TypeError(f"{kernel}: parameter {name} needs a C-contiguous array")
 
 
 def host_fused_backend() -> Backend:
@@ -93,9 +146,7 @@ def nvcc_check(source: KernelSource, nvcc: str) -> None:
 
 
 def _c_argument(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        if not value.flags.c_contiguous:
-            raise ValueError("a fused kernel needs C-contiguous arrays")
+    if isinstance(value, np.ndarray):  # checked C-contiguous by check_kernel_arguments
         return ctypes.c_void_p(value.ctypes.data)
     c_type = _C_TYPES.get(np.dtype(type(value)))
     if c_type is None:

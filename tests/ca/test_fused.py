@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-from host_cuda import compiler_available, host_fused_backend, nvcc_check
+from host_cuda import compiler_available, host_fused_backend, kernel_parameters, nvcc_check
 
 import ca_server.render  # noqa: F401 - registers the renderer's and the flow's kernels
 from ca_server.crossfade import CROSSFADE_BLEND
@@ -39,6 +39,12 @@ ENGINE_KERNELS = {
 @pytest.mark.parametrize("source", KERNEL_SOURCES, ids=lambda source: source.name)
 def test_kernel_source_compiles_as_cuda(source):
     nvcc_check(source, NVCC)
+
+
+@pytest.mark.parametrize("source", KERNEL_SOURCES, ids=lambda source: source.name)
+def test_kernel_signature_is_one_the_launch_check_reads(source):
+    parameters = kernel_parameters(source)  # raises on a C type with no numpy counterpart
+    assert parameters[-1] == ("n", "long long", False)  # the element count every launch appends
 
 
 def test_kernel_names_are_unique():
@@ -83,8 +89,18 @@ extern "C" __global__ void test_scale_add(
     out = np.zeros_like(values)
     launch(values.size, out, values, 2.0, 3)
     np.testing.assert_array_equal(out, values * 2 + 3 + 4)
-    with pytest.raises(ValueError, match="contiguous"):
+    # What CuPy would pass without complaint and the GPU would read as other bytes is refused.
+    with pytest.raises(TypeError, match="out needs a C-contiguous array"):
         launch(5, out[::2], values[::2], 2.0, 3)
+    with pytest.raises(TypeError, match="float scale wants float32, got int32"):
+        launch(values.size, out, values, 2, 3)
+    with pytest.raises(TypeError, match="float \\* in wants float32, got an array of float64"):
+        launch(values.size, out, values.astype(np.float64), 2.0, 3)
+    with pytest.raises(TypeError, match="int offset wants int32, got an array of int32"):
+        launch(values.size, out, values, 2.0, np.array([3], np.int32))
+    with pytest.raises(TypeError, match=r"takes 5 arguments \(out, in, scale, offset, n\), got 4"):
+        launch(values.size, out, values, 2.0)
+    np.testing.assert_array_equal(out, values * 2 + 3 + 4)  # no refused launch ran
 
 
 @pytest.mark.parametrize("name", preset_names())
