@@ -28,6 +28,8 @@ are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary (checked
   an allocation past n bytes raises MemoryError, as CuPy's capped pool does (the daemon's
   --max-vram-mb); `DEVICE_POOL.failing_allocation` makes one chosen allocation raise.
 - A numpy function called on a device array (`np.` where `backend.xp.` was meant): recorded.
+- `ndimage.gaussian_filter` (and `gaussian_filter1d`) is recorded as the weight uploads CuPy's
+  makes on every call.
 - A 0-d device array given to a fused kernel as a number raises TypeError (CuPy would pass its
   address where the kernel expects the value).
 
@@ -58,6 +60,10 @@ from ca_server.fused import KernelSource
 from ca_server.xp import Backend, numpy_backend
 
 UPLOADING_FUNCTIONS = frozenset({"asarray", "array", "ascontiguousarray", "asanyarray", "ix_"})
+# cupyx.scipy.ndimage filters that build their weights with numpy and upload them on every call
+# (`_gaussian_kernel1d` in cupyx/scipy/ndimage/_filters.py, CuPy 13.6 and 14.2; gaussian_filter
+# uploads once per axis in 14). Each call is recorded as those uploads, float64 weights of 4 sigma.
+WEIGHT_UPLOADING_FILTERS = frozenset({"gaussian_filter", "gaussian_filter1d"})
 # These read only the shape and dtype of their first argument, wherever it lives.
 SHAPE_ONLY_FUNCTIONS = frozenset({"empty_like", "zeros_like", "ones_like", "full_like"})
 
@@ -405,6 +411,11 @@ class DeviceModule:
         qualified = f"{self._prefix}.{name}"
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if name in WEIGHT_UPLOADING_FILTERS and self._prefix == "ndimage":
+                image, sigma = args[0], float(args[1] if len(args) > 1 else kwargs["sigma"])
+                weights_bytes = 8 * (2 * int(4.0 * sigma + 0.5) + 1)
+                for _ in range(image.ndim if name == "gaussian_filter" else 1):
+                    CROSSINGS.record("upload", f"{qualified} weights", weights_bytes)
             if name in UPLOADING_FUNCTIONS:
                 for value in args:
                     if type(value) is np.ndarray:

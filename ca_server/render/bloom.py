@@ -1,13 +1,13 @@
 """Bloom: a soft two-scale glow of the bright parts of the light field, added back at full size.
 
 The renderer's light field (pre-tonemap "value", one channel) is box-downsampled to a small grid
-(about 64–128 cells a side), thresholded, blurred at two radii with the backend's Gaussian filter
-and upsampled bilinearly into the full frame. Working on one channel before the colour lookup keeps
-it to a handful of full-frame passes; the glow takes the palette colour of the pixel it lands on,
-which around a creature is its own rim colour. Radii are fractions of the frame, so the look does
+(about 64–128 cells a side), thresholded, blurred at two radii (`GaussianBlur`) and upsampled
+bilinearly into the full frame. Working on one channel before the colour lookup keeps it to a
+handful of full-frame passes; the glow takes the palette colour of the pixel it lands on, which
+around a creature is its own rim colour. Radii are fractions of the frame, so the look does
 not change with resolution. Where the backend has fused kernels, the downsample and threshold are
 one launch (`BLOOM_DOWNSAMPLE`) and the near/far mix, upsampling and add another
-(`BLOOM_UPSAMPLE_ADD`); only the two Gaussian filters run as library calls.
+(`BLOOM_UPSAMPLE_ADD`); only the two blurs run as library calls (`ndimage.correlate1d`, two each).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ca_server.render.resample import (
     BOX_SUM_CUDA,
     BilinearUpsampler,
     BoxDownsampler,
+    GaussianBlur,
     pick_factor,
 )
 from ca_server.xp import Backend
@@ -94,7 +95,6 @@ class Bloom:
     def __init__(self, backend: Backend, height: int, width: int) -> None:
         xp = backend.xp
         self._xp = xp
-        self._ndimage = backend.ndimage
         factor = pick_factor(height, width, target_cells=48)
         self._factor = factor
         small_h, small_w = height // factor, width // factor
@@ -104,6 +104,7 @@ class Bloom:
         shorter_side = min(height, width)
         self._near_sigma = max(0.6, NEAR_SIGMA_FRACTION * shorter_side / factor)
         self._far_sigma = max(1.0, FAR_SIGMA_FRACTION * shorter_side / factor)
+        self._blur = GaussianBlur(backend, (small_h, small_w))
         # None on numpy: the BoxDownsampler / BilinearUpsampler sequence below runs instead, with
         # its scratch rows (≈ 2.2 MB at 1024²) made only there.
         self._fused_downsample = backend.fused_kernel(BLOOM_DOWNSAMPLE)
@@ -127,8 +128,8 @@ class Bloom:
             return light
         small = self._small
         self._downsample_above(light, float(threshold))
-        self._ndimage.gaussian_filter(small, self._near_sigma, output=self._near, mode="wrap")
-        self._ndimage.gaussian_filter(small, self._far_sigma, output=self._far, mode="wrap")
+        self._blur(small, self._near_sigma, out=self._near)
+        self._blur(small, self._far_sigma, out=self._far)
         self._add_glow(light, float(strength))
         return light
 

@@ -2,8 +2,9 @@
 
 Everything here works on a `Backend`'s array module (numpy or CuPy) with buffers preallocated at
 construction, so a frame allocates nothing full-size: an index gather (`gather`), a box-mean
-downsampler and a separable, pixel-centre-aligned bilinear upsampler with toroidal wrap. The
-upsampler is what keeps bloom smooth — no nearest-neighbour blocks — at a few full-frame passes.
+downsampler, a separable, pixel-centre-aligned bilinear upsampler with toroidal wrap, and a
+Gaussian blur with wrap whose weights stay on the device (`GaussianBlur`). The upsampler is what
+keeps bloom smooth — no nearest-neighbour blocks — at a few full-frame passes.
 The same two resamplings are also given as CUDA C device functions (`BOX_SUM_CUDA`,
 `BILINEAR_TAP_CUDA`) for fused kernels that fold them into one launch (bloom's).
 """
@@ -13,7 +14,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ca_server.xp import Backend
+
+# scipy's and CuPy's gaussian_filter default: the weights end at 4 sigma.
+GAUSSIAN_TRUNCATE = 4.0
 
 
 def gather(backend: Backend, source: Any, indices: Any, out: Any, axis: int | None = None) -> Any:
@@ -161,3 +167,45 @@ class BilinearUpsampler:
             else:
                 rows_out[:, sub, :] = row_a
         return out
+
+
+class GaussianBlur:
+    """`ndimage.gaussian_filter(image, sigma, output=out, mode="wrap")` for (h, w) float32 device
+    images of one shape, with its weights made once per sigma and kept on the device.
+
+    Why not gaussian_filter itself: CuPy's builds its weights with numpy and uploads them on
+    every call (cupyx/scipy/ndimage/_filters.py, `_gaussian_kernel1d`: one upload per axis in
+    CuPy 14), host-to-device traffic in every frame, then casts them on the device and takes its
+    intermediate from the pool. Here the two axes are `ndimage.correlate1d` calls, axis 0 into a
+    buffer of our own then axis 1 into `out`, the order gaussian_filter uses. The weights are
+    scipy's formula: on numpy in float64, so the result is scipy's bit for bit; on CuPy in
+    float32, the dtype CuPy's gaussian_filter casts them to for a float32 image.
+    """
+
+    MAX_SIGMAS = 4  # a live thickness change makes a new sigma; bounds the weights kept
+
+    def __init__(self, backend: Backend, shape: tuple[int, int]) -> None:
+        self._backend = backend
+        self._between_axes = backend.xp.empty(shape, dtype=backend.xp.float32)
+        self._weights: dict[float, Any] = {}  # sigma -> (2r + 1,) weights on the device
+
+    def __call__(self, image: Any, sigma: float, out: Any) -> Any:
+        """Blur `image` ((h, w) float32, device) into `out` (same shape, not `image`); returns
+        `out`. `sigma` in cells, > 0."""
+        weights = self._weights.get(sigma)
+        if weights is None:
+            if len(self._weights) >= self.MAX_SIGMAS:
+                self._weights.clear()
+            weights = self._weights[sigma] = self._device_weights(sigma)
+        ndimage = self._backend.ndimage
+        ndimage.correlate1d(image, weights, axis=0, output=self._between_axes, mode="wrap")
+        ndimage.correlate1d(self._between_axes, weights, axis=1, output=out, mode="wrap")
+        return out
+
+    def _device_weights(self, sigma: float) -> Any:
+        radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
+        offsets = np.arange(-radius, radius + 1)
+        weights = np.exp(-0.5 / (sigma * sigma) * offsets**2)
+        weights = weights / weights.sum()
+        dtype = np.float32 if self._backend.is_gpu else np.float64
+        return self._backend.xp.asarray(weights.astype(dtype))

@@ -4,8 +4,9 @@ display = max(display, upsample(blur(dilate(box_mean(display))))), on a grid 2-4
 the frame (`pick_factor`, at least 32 cells a side), so the dilation and blur are cheap whatever
 the thickness. Where the backend has fused kernels, the downsample is one launch
 (`THICKEN_DOWNSAMPLE`) and the upsample plus maximum another (`THICKEN_UPSAMPLE_MAX`); the
-maximum and Gaussian filters run as the backend's ndimage calls on both paths. The numpy sequence
-(`BoxDownsampler`, `BilinearUpsampler`, `maximum`) is the reference and the CPU path.
+maximum filter and the blur (`GaussianBlur`) run as the backend's ndimage calls on both paths.
+The numpy sequence (`BoxDownsampler`, `BilinearUpsampler`, `maximum`) is the reference and the
+CPU path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ca_server.render.resample import (
     BOX_SUM_CUDA,
     BilinearUpsampler,
     BoxDownsampler,
+    GaussianBlur,
     pick_factor,
 )
 from ca_server.xp import Backend
@@ -83,6 +85,7 @@ class StrandThickener:
         small_shape = (height // factor, width // factor)
         self._small = xp.empty(small_shape, dtype=xp.float32)
         self._small_tmp = xp.empty_like(self._small)
+        self._blur = GaussianBlur(backend, small_shape)
         # None on numpy, where the resamplers below (and their buffers) serve instead.
         self._fused_downsample = backend.fused_kernel(THICKEN_DOWNSAMPLE)
         self._fused_upsample_max = backend.fused_kernel(THICKEN_UPSAMPLE_MAX)
@@ -104,7 +107,7 @@ class StrandThickener:
             ndimage.maximum_filter(self._small, size=size, output=self._small_tmp, mode="wrap")
             self._small, self._small_tmp = self._small_tmp, self._small
         sigma = max(0.5, thickness_px / (2 * factor))
-        ndimage.gaussian_filter(self._small, sigma, output=self._small_tmp, mode="wrap")
+        self._blur(self._small, sigma, out=self._small_tmp)
         self._upsample_max(display, scratch)
 
     def _downsample(self, display: Any) -> None:

@@ -1,9 +1,11 @@
-"""Flow-field advection, containment masks and the resampling primitives, on numpy."""
+"""Flow-field advection, containment masks and the resampling primitives, on numpy (and the
+blur's uploads on tests/device_boundary.py's stand-in for CuPy)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from device_boundary import device_boundary_backend, watch
 
 from ca_server.render import (
     FLOW_FIELD_NAMES,
@@ -12,7 +14,7 @@ from ca_server.render import (
     radial_containment,
     radial_distance,
 )
-from ca_server.render.resample import BilinearUpsampler, BoxDownsampler
+from ca_server.render.resample import BilinearUpsampler, BoxDownsampler, GaussianBlur
 from ca_server.xp import numpy_backend
 
 H, W = 96, 128
@@ -156,6 +158,35 @@ def test_bilinear_upsampler_matches_scipy_zoom_grid_wrap(backend, factor):
     before = out.copy()
     BilinearUpsampler(backend, *small.shape, factor)(small, out, scale=0.5, accumulate=True)
     np.testing.assert_allclose(out, 1.5 * before, atol=1e-5)
+
+
+def test_gaussian_blur_is_scipys_gaussian_filter_bit_for_bit(backend):
+    field = smooth_field(7) ** 3  # sharp peaks, so a wrong weight or edge shows
+    blur, out = GaussianBlur(backend, (H, W)), np.empty((H, W), np.float32)
+    for sigma in (0.5, 0.6, 1.7, 6.3, 0.6):  # bloom's and thickening's smallest, wider, repeated
+        blur(field, sigma, out=out)
+        reference = backend.ndimage.gaussian_filter(field, sigma, mode="wrap")
+        np.testing.assert_array_equal(out, reference)
+    assert not np.array_equal(out, field)
+
+
+def test_gaussian_blur_uploads_its_weights_once_per_sigma():
+    # On CuPy gaussian_filter uploads its weights on every call (tests/device_boundary.py models
+    # that); GaussianBlur only when a sigma is new, i.e. not in a steady frame.
+    backend = device_boundary_backend()
+    field = backend.xp.asarray(smooth_field(8))
+    blur, out = GaussianBlur(backend, (H, W)), backend.xp.empty((H, W), backend.xp.float32)
+    calls = []
+    for sigma in (1.7, 1.7, 6.3, 1.7, 6.3):
+        with watch() as crossings:
+            blur(field, sigma, out=out)
+        calls.append([crossing.kind for crossing in crossings])
+    assert calls == [["upload"], [], ["upload"], [], []]
+    reference = numpy_backend().ndimage.gaussian_filter(np.asarray(field), 6.3, mode="wrap")
+    np.testing.assert_allclose(np.asarray(out), reference, atol=1e-6)  # float32 weights on CuPy
+    with watch() as crossings:
+        backend.ndimage.gaussian_filter(field, 1.7, output=out, mode="wrap")
+    assert [crossing.kind for crossing in crossings] == ["upload", "upload"]  # one per axis
 
 
 def test_row_bands_do_not_change_the_result(backend, monkeypatch):

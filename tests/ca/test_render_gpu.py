@@ -7,6 +7,7 @@ import pytest
 
 from ca_server.render import FlowAdvector, IridescentRenderer
 from ca_server.render.palettes import build_color_lut, palette_by_name
+from ca_server.render.resample import GaussianBlur
 from ca_server.xp import numpy_backend
 
 pytestmark = pytest.mark.gpu
@@ -63,6 +64,19 @@ def test_colour_table_built_on_the_device_matches_the_host_table(gpu, palette, h
     difference = np.abs(reference.astype(np.int16) - on_gpu)
     assert difference.max() <= 1
     assert (difference > 0).mean() < 1e-3
+
+
+@pytest.mark.parametrize("sigma", [0.6, 3.1])
+def test_gaussian_blur_is_cupys_gaussian_filter(gpu, sigma):
+    """GaussianBlur keeps its weights on the device instead of CuPy's upload per call; it runs the
+    same two correlate1d passes with the same float32 weights, so it should match bit for bit;
+    1e-6 leaves room for a different kernel order within CuPy, not for a wrong weight."""
+    image = gpu.xp.asarray(creature_world(4))
+    out = gpu.xp.empty_like(image)
+    GaussianBlur(gpu, image.shape)(image, sigma, out=out)
+    reference = gpu.ndimage.gaussian_filter(image, sigma, mode="wrap")
+    np.testing.assert_allclose(gpu.to_host(out), gpu.to_host(reference), rtol=0, atol=1e-6)
+    assert float(abs(out - image).max()) > 1e-3  # it did blur
 
 
 def test_flow_agrees_with_numpy(gpu):
