@@ -29,6 +29,7 @@ import numpy as np
 
 from ca_server.crossfade import Crossfade
 from ca_server.engines.keep_moving import NoisePool
+from ca_server.fused import KERNEL_SOURCES
 from ca_server.organism import Organism
 from ca_server.presets import DEFAULT_PRESET, Preset, load_preset
 from ca_server.warmup import WarmUp
@@ -89,6 +90,11 @@ class Simulation:
         self.frame = 0
         self.seed = int(seed)
         self._seed_sequence = np.random.default_rng([self.seed, 0x5EED5])
+        # Every fused kernel now, not in the frame that first needs it: on a GPU whose kernel
+        # cache is cold (a fresh pod), NVRTC takes a fraction of a second per kernel, and the
+        # first change to another engine would freeze the picture that long inside its tick.
+        for source in KERNEL_SOURCES:
+            backend.fused_kernel(source)
         target = load_preset(preset, presets_dir)
         self.preset_name = target.name
         warm = WarmUp(self, target, self.seed)

@@ -73,8 +73,10 @@ class HostKernelCompiler:
 
     def __init__(self) -> None:
         self.launches: dict[str, int] = {}  # kernel name -> launches so far
+        self.compiled: list[str] = []  # kernel names, in the order `compile` was asked for them
 
     def compile(self, source: KernelSource) -> Any:
+        self.compiled.append(source.name)
         library = ctypes.CDLL(str(_build(source.full_code)))
         function = getattr(library, source.name)
         function.restype = None

@@ -172,6 +172,26 @@ def test_a_preset_change_crossfades_through_the_fused_blend(logic_only):
     assert frame.shape == (128, 128, 3) and frame.dtype == np.uint8
 
 
+def test_every_kernel_is_compiled_before_the_first_frame():
+    # On CuPy a kernel compiles (NVRTC) when first asked for and is cached by source after that;
+    # asked for only when an engine is built, the first change to another engine would compile
+    # inside its tick. Changes to every other engine then ask only for kernels already built.
+    backend = host_fused_backend()
+    compiled = backend.kernel_compiler.compiled
+    sim = Simulation(backend, width=128, height=128, preset="coral")
+    built_before_the_first_frame = set(compiled)
+    assert built_before_the_first_frame == {source.name for source in KERNEL_SOURCES}
+    for preset in ("sl_gliders", "mnca_worm", "medusa"):
+        sim.warmup_steps_per_tick = 10**6
+        sim.set_preset(preset)
+        sim.next_frame()
+        while sim.health()["warming"] or sim.health()["crossfading"]:
+            sim.next_frame()
+        assert sim.preset_name == preset
+    assert set(compiled) == built_before_the_first_frame
+    assert backend.kernel_compiler.launches["gray_scott_substep"] > 0
+
+
 @pytest.mark.parametrize("name", ["coral", "sl_gliders", "mnca_worm", "medusa"])
 def test_a_nan_in_the_world_stays_visible_to_the_health_monitor(name):
     preset = load_preset(name)
