@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Idempotent install of the tree this script lives in: preflight, the supervisor's venv, the
-# daemon's venv (CuPy chosen from the driver and GPU), the plugin in Scope's venv through Scope's
-# own `daydream-scope install`, and the rendered supervisord config. Each component has a stamp
-# (sha256 of its inputs); a component whose stamp matches is left alone, so a second run changes
-# nothing and an update reinstalls only what changed. A stamp is written only after its component
-# installed and checked, so a failed step leaves the last good install in place.
+# daemon's venv (CuPy chosen from the driver and GPU), the plugin in Scope's venv (every package
+# Scope has pinned as installed), and the rendered supervisord config. Each component has a
+# stamp (sha256 of its inputs); a component whose stamp matches is left alone, so a second run
+# changes nothing and an update reinstalls only what changed. A stamp is written only after its
+# component installed and checked, so a failed step leaves the last good install in place.
 #
 # Usage: bootstrap.sh [--render-only]
 #   --render-only  only (re)render the supervisord config from what is installed
 # Reads: the tunables below and in lib/common.sh, lib/cupy.sh (all environment variables).
-# Writes: $CA_HOME/{envs,venv,tools,state,current}, $CA_APP_DIR/.venv (via Scope's CLI),
-#   $CA_RUN_DIR/{supervisord.conf,last-changes}, $CA_LOG_DIR/deploy/bootstrap-*.log.
+# Writes: $CA_HOME/{envs,venv,tools,state,current}, $CA_APP_DIR/.venv (our plugin only),
+#   $CA_RUN_DIR/{supervisord.conf,last-changes,scope-constraints.txt},
+#   $CA_LOG_DIR/deploy/{bootstrap-*.log,scope-freeze-*.txt}.
 set -euo pipefail
 
 DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -26,7 +27,6 @@ CA_SUPERVISOR_SPEC="${CA_SUPERVISOR_SPEC:-supervisor==4.3.0}"
 CA_DAEMON_INPUTS="${CA_DAEMON_INPUTS:-pyproject.toml ca_server}"
 CA_PLUGIN_INPUTS="${CA_PLUGIN_INPUTS:-pyproject.toml ca_scope_client ca_server/__init__.py ca_server/wire ca_server/presets}"
 CA_MIN_FREE_GB="${CA_MIN_FREE_GB:-20}"
-CA_SHM_DIR="${CA_SHM_DIR:-${CA_SERVER_SHM_DIR:-/dev/shm}}"
 CA_REQUIRE_GPU="${CA_REQUIRE_GPU:-0}"
 CA_KEEP_SNAPSHOTS="${CA_KEEP_SNAPSHOTS:-3}"
 CA_SERVER_MAX_VRAM_MB="${CA_SERVER_MAX_VRAM_MB:-1024}"
@@ -47,7 +47,8 @@ esac
 STEP="start"
 CHANGED=()
 PARTIAL_DIR=""
-GPU_PRESENT=0
+GPU_PRESENT=""  # 1 GPU, 0 none (degraded), empty: not checked yet
+FAIL_NOTE="Nothing after it ran; the last good install is unchanged."
 GPU_LINE=""
 CUPY_SPEC=()
 LOG_FILE="$CA_LOG_DIR/deploy/bootstrap-$(date -u +%Y%m%dT%H%M%SZ)-$$.log"
@@ -64,6 +65,9 @@ json_list() {
   printf ']'
 }
 
+# Degraded means "no GPU found"; before preflight's GPU check ran it is unknown (null).
+degraded_json() { case "$GPU_PRESENT" in 1) echo false ;; 0) echo true ;; *) echo null ;; esac; }
+
 write_state() {
   local status="$1" commit=""
   [ -f "$CA_SOURCE/.ca-commit" ] && commit="$(head -c 64 "$CA_SOURCE/.ca-commit")"
@@ -72,7 +76,7 @@ write_state() {
       "$(json_string "$status")" "$(json_string "$STEP")" "$(json_string "$CA_SOURCE")" \
       "$(json_string "$commit")"
     printf '"gpu":%s,"degraded":%s,"cupy_spec":%s,"changed":%s,"log":%s,"finished_utc":%s}\n' \
-      "$(json_string "$GPU_LINE")" "$([ "$GPU_PRESENT" = 1 ] && echo false || echo true)" \
+      "$(json_string "$GPU_LINE")" "$(degraded_json)" \
       "$(json_list "${CUPY_SPEC[@]}")" "$(json_list "${CHANGED[@]}")" \
       "$(json_string "$LOG_FILE")" "$(json_string "$(date -u +%FT%TZ)")"
   } | write_atomic "$CA_STATE_DIR/bootstrap.json"
@@ -82,7 +86,7 @@ on_exit() {
   local rc="$1"
   [ "$rc" = 0 ] && return 0
   [ -n "$PARTIAL_DIR" ] && rm -rf "$PARTIAL_DIR"
-  log "FAILED in step '$STEP' (exit $rc). Nothing after it ran; the last good install is unchanged."
+  log "FAILED in step '$STEP' (exit $rc). $FAIL_NOTE"
   log "full log: $LOG_FILE"
   write_state failed || true
 }
@@ -106,7 +110,8 @@ preflight() {
   done
   [ -x "$CA_UV" ] || die "uv not found at '$CA_UV'; set CA_UV to Scope's uv (the image has /root/.local/bin/uv)"
   [ -f "$CA_APP_DIR/pyproject.toml" ] && [ -x "$CA_APP_DIR/.venv/bin/python" ] \
-    || die "no Scope install in $CA_APP_DIR (pyproject.toml and .venv/bin/python); set CA_APP_DIR"
+    && [ -x "$CA_APP_DIR/.venv/bin/daydream-scope" ] \
+    || die "no Scope install in $CA_APP_DIR (pyproject.toml, .venv/bin/python, .venv/bin/daydream-scope); set CA_APP_DIR"
   [ -f "$CA_SOURCE/pyproject.toml" ] || die "$CA_SOURCE is not a ca-server tree (no pyproject.toml)"
   [ -w "$CA_WORKSPACE" ] || die "$CA_WORKSPACE is not writable; attach a volume there or set CA_WORKSPACE"
   local free need
@@ -114,11 +119,11 @@ preflight() {
   need=$((CA_MIN_FREE_GB * 1048576))
   [ "$free" -ge "$need" ] \
     || die "$CA_WORKSPACE has $((free / 1048576)) GiB free, needs $CA_MIN_FREE_GB GiB (CA_MIN_FREE_GB)"
-  mkdir -p "$CA_SHM_DIR" 2>/dev/null || true
-  free="$(free_kib "$CA_SHM_DIR")"
+  mkdir -p "$CA_SERVER_SHM_DIR" 2>/dev/null || true
+  free="$(free_kib "$CA_SERVER_SHM_DIR")"
   need=$((${CA_SHM_MIN_MB:-$(ring_need_mib)} * 1024))
   [ "$free" -ge "$need" ] \
-    || die "$CA_SHM_DIR has $((free / 1024)) MiB free, the ring needs $((need / 1024)) MiB; use a smaller --width/--height/--slots (CA_SERVER_*) or a pod with a larger /dev/shm"
+    || die "$CA_SERVER_SHM_DIR has $((free / 1024)) MiB free, the ring needs $((need / 1024)) MiB; use a smaller --width/--height/--slots (CA_SERVER_*) or a pod with a larger /dev/shm"
 
   if command -v nvidia-smi >/dev/null \
     && GPU_LINE="$(nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total \
@@ -131,6 +136,7 @@ preflight() {
     log "CuPy: ${CUPY_SPEC[*]}"
   else
     GPU_LINE=""
+    GPU_PRESENT=0
     [ "$CA_REQUIRE_GPU" = 1 ] && die "no GPU visible (nvidia-smi) and CA_REQUIRE_GPU=1"
     log "no GPU visible: DEGRADED; the daemon is installed without CuPy and runs on the CPU"
   fi
@@ -194,32 +200,96 @@ venv_steps() {
 }
 
 # ---- plugin ---------------------------------------------------------------------------------
+# Not through `daydream-scope install`: that re-resolves all of Scope's dependencies against the
+# package index (newest allowed versions: most of Scope's lock would change, on every plugin
+# change and every boot) and needs Scope's GPU wheel indexes. Our plugin's dependencies are light,
+# so it goes straight into Scope's venv with every package already there pinned as installed:
+# only our distribution and the few dependencies Scope lacks (pyzmq, ...) are added. Freezes of
+# Scope's venv before and after land in $CA_LOG_DIR/deploy; any change to Scope's packages fails.
+
+SCOPE_PYTHON="$CA_APP_DIR/.venv/bin/python"
+PLUGIN_MARKER="$CA_APP_DIR/.venv/.ca-plugin.stamp"
+PLUGIN_CONSTRAINTS="$CA_RUN_DIR/scope-constraints.txt"
+
+# Scope's venv as `uv pip freeze` lists it, without our own distribution.
+scope_freeze() {
+  local ours="^${CA_PLUGIN_DIST//[-_.]/[-_.]}(==| @ )" listing
+  listing="$("$CA_UV" pip freeze --python "$SCOPE_PYTHON")" || return 1
+  grep -viE "$ours" <<<"$listing" | LC_ALL=C sort || true
+}
+
+install_plugin_tree() {
+  "$CA_UV" pip install --quiet --no-config --link-mode copy --python "$SCOPE_PYTHON" \
+    --constraint "$PLUGIN_CONSTRAINTS" --reinstall-package "$CA_PLUGIN_DIST" "$1"
+}
+
+plugin_loads() { "$SCOPE_PYTHON" "$DEPLOY_DIR/check_plugin.py" "$CA_PLUGIN_DIST"; }
+
+# Earlier deploys registered our tree in Scope's plugins.txt. Scope re-resolves its whole venv at
+# startup when a listed plugin is missing, so entries pointing into $CA_HOME go (bootstrap
+# installs the plugin itself, before Scope starts).
+forget_plugins_txt_entries() {
+  local file="$CA_SCOPE_PLUGINS_DIR/plugins.txt" kept
+  [ -f "$file" ] || return 0
+  kept="$(awk -v home="$CA_HOME/" 'index($0, home) != 1' "$file")"
+  [ "$kept" = "$(cat "$file")" ] && return 0
+  log "plugin: removing our entries from $file"
+  printf '%s\n' "$kept" | sed '/^$/d' | write_atomic "$file"
+}
+
+# After a failed install or check, put the last good plugin back (switch_current keeps its tree)
+# or, without one, remove ours, so Scope never keeps a plugin that failed its check.
+restore_previous_plugin() {
+  local previous="$1" stamp
+  if [ -n "$previous" ] && [ "$previous" != "$CA_SOURCE" ] && [ -f "$previous/pyproject.toml" ] \
+    && install_plugin_tree "$previous" && plugin_loads >/dev/null; then
+    # shellcheck disable=SC2086  # the input list is word-split on purpose
+    stamp="$(tree_digest "$previous" $CA_PLUGIN_INPUTS)"
+    printf '%s\n' "$stamp" | write_atomic "$PLUGIN_MARKER"
+    FAIL_NOTE="The last good plugin ($previous) was reinstalled; Scope keeps running it."
+  else
+    "$CA_UV" pip uninstall --quiet --python "$SCOPE_PYTHON" "$CA_PLUGIN_DIST" || true
+    FAIL_NOTE="There was no earlier good plugin to go back to: Scope now runs WITHOUT the plugin."
+  fi
+}
 
 plugin_step() {
   STEP="plugin"
-  local stamp marker="$CA_APP_DIR/.venv/.ca-plugin.stamp" scope_python="$CA_APP_DIR/.venv/bin/python"
+  local stamp previous freeze changed
   # shellcheck disable=SC2086  # the input list is word-split on purpose
   stamp="$(tree_digest "$CA_SOURCE" $CA_PLUGIN_INPUTS)"
-  if [ "$(read_stamp "$marker")" = "$stamp" ] \
-    && "$scope_python" -c 'import importlib.metadata as m, sys; m.version(sys.argv[1])' \
+  forget_plugins_txt_entries
+  if [ "$(read_stamp "$PLUGIN_MARKER")" = "$stamp" ] \
+    && "$SCOPE_PYTHON" -c 'import importlib.metadata as m, sys; m.version(sys.argv[1])' \
       "$CA_PLUGIN_DIST" >/dev/null 2>&1; then
     log "plugin: up to date"
     return 0
   fi
-  rm -f "$marker"
-  log "plugin: daydream-scope install $CA_SOURCE (Scope resolves it against its own lock)"
-  scope_cli install "$CA_SOURCE" \
-    || die "daydream-scope install failed (Scope rolls its venv back itself); see the output above"
-  if ! "$scope_python" "$DEPLOY_DIR/check_plugin.py" "$CA_PLUGIN_DIST"; then
-    log "plugin: installed but does not load in Scope's venv; uninstalling it again"
-    scope_cli uninstall "$CA_PLUGIN_DIST" || log "plugin: uninstall failed too"
+  previous="$(read_stamp "$CA_STATE_DIR/plugin.source")"
+  freeze="$CA_LOG_DIR/deploy/scope-freeze-$(date -u +%Y%m%dT%H%M%SZ)-$$"
+  scope_freeze >"$freeze-before.txt" || die "'uv pip freeze' of Scope's venv failed"
+  grep -E '^[A-Za-z0-9][A-Za-z0-9._-]*==' "$freeze-before.txt" | write_atomic "$PLUGIN_CONSTRAINTS" || true
+  rm -f "$PLUGIN_MARKER"
+  log "plugin: installing $CA_SOURCE into Scope's venv, Scope's $(wc -l <"$PLUGIN_CONSTRAINTS") packages pinned as installed"
+  if ! install_plugin_tree "$CA_SOURCE"; then
+    restore_previous_plugin "$previous"
+    die "installing the plugin into Scope's venv failed (uv's error above)"
+  fi
+  scope_freeze >"$freeze-after.txt" || die "'uv pip freeze' of Scope's venv failed"
+  changed="$(LC_ALL=C comm -23 "$freeze-before.txt" "$freeze-after.txt")"
+  if [ -n "$changed" ]; then
+    restore_previous_plugin "$previous"
+    die "the plugin install changed Scope's packages (was: $(tr '\n' ' ' <<<"$changed")); see $freeze-*.txt"
+  fi
+  if ! plugin_loads; then
+    restore_previous_plugin "$previous"
     die "plugin does not load in Scope (error above)"
   fi
   local listing
   listing="$(scope_cli plugins)" || die "'daydream-scope plugins' failed after the install"
   grep -Eq "^[[:space:]]*$CA_PLUGIN_DIST \(" <<<"$listing" \
     || die "'daydream-scope plugins' does not list $CA_PLUGIN_DIST after install"
-  printf '%s\n' "$stamp" | write_atomic "$marker"
+  printf '%s\n' "$stamp" | write_atomic "$PLUGIN_MARKER"
   printf '%s\n' "$CA_SOURCE" | write_atomic "$CA_STATE_DIR/plugin.source"
   CHANGED+=(plugin)
 }
@@ -239,8 +309,8 @@ render_config() {
   text="$(<"$DEPLOY_DIR/supervisord.conf.in")"
   for name in CA_RUN_DIR CA_LOG_DIR CA_VENV CA_GPU CA_RING_NAME CA_SERVER_MAX_VRAM_MB \
     CUPY_GPU_MEMORY_LIMIT CUPY_CACHE_DIR CA_SERVER_RUNTIME_DIR CA_DAEMON_AUTOSTART \
-    CA_DAEMON_STARTSECS CA_UV CA_SCOPE_HOST CA_SCOPE_PORT CA_APP_DIR CA_SCOPE_PLUGINS_DIR \
-    CA_UV_DIR CA_SCOPE_AUTOSTART CA_SCOPE_STARTSECS; do
+    CA_DAEMON_STARTSECS CA_SCOPE_HOST CA_SCOPE_PORT CA_APP_DIR CA_SCOPE_PLUGINS_DIR \
+    CA_UV_DIR CA_SCOPE_AUTOSTART CA_SCOPE_STARTSECS CA_SERVER_SHM_DIR; do
     value="${!name}"
     [[ "$value" =~ ^[A-Za-z0-9_./:+=,@-]+$ ]] \
       || die "$name='$value' has characters the supervisord config cannot hold; use a plain path or number"
@@ -259,7 +329,8 @@ render_config() {
 
 # ---- snapshots ------------------------------------------------------------------------------
 
-# Point `current` at this tree; keep it, the plugin's install source and the newest few others.
+# Point `current` at this tree; keep it, the plugin's install source and the newest
+# CA_KEEP_SNAPSHOTS others.
 switch_current() {
   STEP="current"
   if [ "$(readlink "$CA_CURRENT" 2>/dev/null)" != "$CA_SOURCE" ]; then
@@ -271,8 +342,8 @@ switch_current() {
   local keep_plugin snapshot count=0
   keep_plugin="$(read_stamp "$CA_STATE_DIR/plugin.source")"
   while IFS= read -r snapshot; do
-    count=$((count + 1))
     [ "$snapshot" = "$CA_SOURCE" ] || [ "$snapshot" = "$keep_plugin" ] && continue
+    count=$((count + 1))
     [ "$count" -le "$CA_KEEP_SNAPSHOTS" ] && continue
     log "pruning old snapshot $snapshot"
     rm -rf "$snapshot"

@@ -1,6 +1,6 @@
 """Check, inside Scope's venv, that our plugin loads the way Scope loads it.
 
-Run by bootstrap.sh with Scope's interpreter after `daydream-scope install`: finds the one
+Run by bootstrap.sh with Scope's interpreter after it installed the plugin there: finds the one
 entry point of group `scope` that the distribution declares (Scope rejects zero or several),
 loads it, calls its registration hooks with a recording callback, and prints one JSON line with
 the registered pipeline and input-source ids. Exits 1 with a one-line reason when any of that

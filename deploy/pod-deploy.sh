@@ -15,7 +15,7 @@ source "$DEPLOY_DIR/lib/common.sh"
 
 CA_DEPLOY_HEALTH_WAIT_S="${CA_DEPLOY_HEALTH_WAIT_S:-300}"
 
-"$DEPLOY_DIR/bootstrap.sh" || die "bootstrap failed; the pod keeps running its previous install"
+"$DEPLOY_DIR/bootstrap.sh" || die "bootstrap failed; its last lines above say what the pod runs now"
 mapfile -t changes <"$CA_RUN_DIR/last-changes"
 changed() { [[ " ${changes[*]} " == *" $1 "* ]]; }
 
@@ -33,7 +33,9 @@ if supervisord_running; then
   fi
 else
   log "starting supervisord for this boot (the start command takes over at the next restart)"
-  "$CA_TOOLS_VENV/bin/supervisord" -c "$CA_RUN_DIR/supervisord.conf"
+  # Its programs inherit its environment: give it all of PID 1's (the template's env, NVIDIA_*,
+  # LD_LIBRARY_PATH, Scope's settings), not just what this SSH session imported.
+  (import_env --all && exec "$CA_TOOLS_VENV/bin/supervisord" -c "$CA_RUN_DIR/supervisord.conf")
   if changed plugin && scope_is_pid1; then restart_scope_in_place; fi
 fi
 

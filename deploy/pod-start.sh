@@ -36,7 +36,6 @@ if [ -x "$CA_TOOLS_VENV/bin/supervisord" ] && [ -f "$CA_RUN_DIR/supervisord.conf
 fi
 
 log "no supervisord: running Scope alone, without restart on crash"
-(cd "$CA_APP_DIR" && "$CA_UV" run --no-sync daydream-scope --host "$CA_SCOPE_HOST" \
-  --port "$CA_SCOPE_PORT" --no-browser) || log "Scope exited"
+scope_cli --host "$CA_SCOPE_HOST" --port "$CA_SCOPE_PORT" --no-browser || log "Scope exited"
 log "keeping the pod up for debugging"
 exec sleep infinity

@@ -3,7 +3,8 @@
 The deploy scripts call this file with whichever Python the pod has (standard library only, so
 it runs in Scope's venv, ours, or a bare interpreter). `health` proves the daemon is alive and its
 frame counter rises and that Scope has registered our plugin without failure; `session` runs a
-headless Scope session with our pipeline and fetches one output frame; `chain` feeds our pipeline
+headless Scope session with our pipeline and fetches output frames until one differs from the
+first (the CA moves); `chain` feeds our pipeline
 into Krea Realtime (video mode, a graph with a source node) and reports fps and VRAM of both.
 Each prints one JSON report on stdout and exits with a per-component code (see EXIT_*).
 """
@@ -38,8 +39,16 @@ class ProbeFailure(Exception):
         self.exit_code = exit_code
 
 
-def http_json(method: str, url: str, body: Any = None, timeout_s: float = 10.0) -> Any:
-    """One HTTP request with a JSON body/response; raises ProbeFailure(EXIT_SCOPE) on failure."""
+def http_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout_s: float = 10.0,
+    http_error_code: int = EXIT_SCOPE,
+) -> Any:
+    """One HTTP request with a JSON body/response; raises ProbeFailure on failure: EXIT_SCOPE
+    when Scope does not answer, `http_error_code` when it answers with an HTTP error (a session
+    call that Scope refuses is a session failure, not Scope being down)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
@@ -48,7 +57,7 @@ def http_json(method: str, url: str, body: Any = None, timeout_s: float = 10.0) 
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode(errors="replace")
-        raise ProbeFailure(EXIT_SCOPE, f"{method} {url} -> HTTP {exc.code}: {detail}") from exc
+        raise ProbeFailure(http_error_code, f"{method} {url} -> HTTP {exc.code}: {detail}") from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ProbeFailure(EXIT_SCOPE, f"{method} {url} failed: {exc}") from exc
 
@@ -195,15 +204,42 @@ def wait_pipeline_loaded(url: str, deadline: float) -> dict[str, Any]:
         time.sleep(1.0)
 
 
-def wait_frame(url: str, deadline: float, sink: str | None = None) -> bytes:
+def wait_moving_frames(
+    url: str, deadline: float, exit_code: int, sink: str | None = None
+) -> tuple[bytes, bytes]:
+    """The first output JPEG and a later one that differs from it, polled until `deadline`.
+
+    A session that repeats one frame (a paused daemon, a stuck pipeline) fails with `exit_code`.
+    """
     query = f"?sink_node_id={sink}" if sink else ""
+    first: bytes | None = None
     while True:
         code, body = http_bytes(f"{url}/api/v1/session/frame{query}")
         if code == 200 and body[:2] == b"\xff\xd8":
-            return body
+            if first is None:
+                first = body
+            elif body != first:
+                return first, body
         if time.monotonic() > deadline:
-            raise ProbeFailure(EXIT_SESSION, f"no output frame in time (last HTTP {code})")
+            if first is None:
+                raise ProbeFailure(exit_code, f"no output frame in time (last HTTP {code})")
+            raise ProbeFailure(
+                exit_code,
+                "output frames did not change: the session repeats one frame "
+                "(daemon paused or stuck? see `ca-server ctl status` and scope.out.log)",
+            )
         time.sleep(0.5)
+
+
+def save_frames(frame_out: str | None, first: bytes, last: bytes, report: dict[str, Any]) -> None:
+    """Write the last frame to `frame_out` and the first beside it as <stem>-first.jpg."""
+    if not frame_out:
+        return
+    last_path = Path(frame_out)
+    first_path = last_path.with_name(f"{last_path.stem}-first{last_path.suffix}")
+    first_path.write_bytes(first)
+    last_path.write_bytes(last)
+    report["frame_files"] = [str(first_path), str(last_path)]
 
 
 def session_metrics(url: str) -> dict[str, Any]:
@@ -219,25 +255,30 @@ def session_metrics(url: str) -> dict[str, Any]:
 
 
 def run_session(args: argparse.Namespace) -> dict[str, Any]:
-    """Load our pipeline, start a headless session, fetch one JPEG, stop."""
+    """Load our pipeline, start a headless session, fetch frames until they move, stop."""
     pipeline = our_pipelines(args.url, args.dist, args.pipeline)[0]
     deadline = time.monotonic() + args.timeout_s
+    # A single-pipeline session looks its pipeline up by node id, and that node id is the
+    # pipeline id (Scope builds the linear graph from pipeline ids): load it under that id.
     http_json(
         "POST",
         f"{args.url}/api/v1/pipeline/load",
-        {"pipelines": [{"node_id": "ca", "pipeline_id": pipeline, "load_params": {}}]},
+        {"pipelines": [{"node_id": pipeline, "pipeline_id": pipeline, "load_params": {}}]},
+        http_error_code=EXIT_SESSION,
     )
     wait_pipeline_loaded(args.url, deadline)
-    http_json("POST", f"{args.url}/api/v1/session/start", {"pipeline_id": pipeline})
+    http_json(
+        "POST",
+        f"{args.url}/api/v1/session/start",
+        {"pipeline_id": pipeline},
+        http_error_code=EXIT_SESSION,
+    )
     try:
-        frame = wait_frame(args.url, deadline)
-        time.sleep(args.sample_s)
-        report = {"pipeline": pipeline, "frame_bytes": len(frame), **session_metrics(args.url)}
+        first, last = wait_moving_frames(args.url, deadline, EXIT_SESSION)
+        report = {"pipeline": pipeline, "frame_bytes": len(last), **session_metrics(args.url)}
     finally:
-        http_json("POST", f"{args.url}/api/v1/session/stop")
-    if args.frame_out:
-        Path(args.frame_out).write_bytes(frame)
-        report["frame_file"] = args.frame_out
+        http_json("POST", f"{args.url}/api/v1/session/stop", http_error_code=EXIT_SESSION)
+    save_frames(args.frame_out, first, last, report)
     return report
 
 
@@ -265,13 +306,18 @@ def run_chain(args: argparse.Namespace) -> dict[str, Any]:
         return {"skipped": f"weights for '{args.krea}' are not downloaded", "models": models}
     deadline = time.monotonic() + args.timeout_s
     body = {"graph": chain_graph(pipeline, args.krea), "input_mode": "video"}
-    http_json("POST", f"{args.url}/api/v1/session/start", body, timeout_s=args.timeout_s)
+    http_json(
+        "POST",
+        f"{args.url}/api/v1/session/start",
+        body,
+        timeout_s=args.timeout_s,
+        http_error_code=EXIT_CHAIN,
+    )
     try:
-        frame = wait_frame(args.url, deadline, sink="output")
-        time.sleep(args.sample_s)
+        first, last = wait_moving_frames(args.url, deadline, EXIT_CHAIN, sink="output")
         report = {
             "pipelines": [pipeline, args.krea],
-            "frame_bytes": len(frame),
+            "frame_bytes": len(last),
             **session_metrics(args.url),
         }
         report["gpu_processes"] = gpu_processes()
@@ -282,10 +328,8 @@ def run_chain(args: argparse.Namespace) -> dict[str, Any]:
                 "vram_mb": round(int(daemon.get("vram_bytes") or 0) / 2**20, 1),
             }
     finally:
-        http_json("POST", f"{args.url}/api/v1/session/stop")
-    if args.frame_out:
-        Path(args.frame_out).write_bytes(frame)
-        report["frame_file"] = args.frame_out
+        http_json("POST", f"{args.url}/api/v1/session/stop", http_error_code=EXIT_CHAIN)
+    save_frames(args.frame_out, first, last, report)
     return report
 
 

@@ -9,19 +9,41 @@ CA_PROC1_ENVIRON="${CA_PROC1_ENVIRON:-/proc/1/environ}"
 # environment on this image). Values are only ever held in memory.
 CA_IMPORT_ENV_NAMES="${CA_IMPORT_ENV_NAMES:-HF_TOKEN CIVITAI_API_TOKEN PUBLIC_KEY DAYDREAM_SCOPE_PLUGINS_DIR DAYDREAM_SCOPE_MODELS_DIR DAYDREAM_SCOPE_LOGS_DIR CUDA_VISIBLE_DEVICES RUNPOD_POD_ID}"
 
+# Append to PATH the entries of PATH-like $1 that it lacks. An SSH session starts with sshd's
+# short PATH: without PID 1's entries it misses the image's /root/.local/bin (uv) and wherever
+# the NVIDIA runtime put nvidia-smi (a GPU pod would then install in degraded mode).
+merge_path() {
+  local entries entry
+  IFS=: read -r -a entries <<<"$1"
+  for entry in "${entries[@]}"; do
+    [ -n "$entry" ] || continue
+    case ":$PATH:" in *":$entry:"*) ;; *) PATH="${PATH:+$PATH:}$entry" ;; esac
+  done
+  export PATH
+}
+
 # Copy each allowlisted variable that is unset here from PID 1's environment, and every
-# CA_* tunable too (the template's env), so an SSH session deploys like the start command.
+# CA_* tunable too (the template's env), so an SSH session deploys like the start command;
+# PID 1's PATH entries are appended to ours. `import_env --all` copies every unset variable:
+# for a supervisord started from an SSH session, whose programs must see the same environment
+# as after a boot (NVIDIA_*, LD_LIBRARY_PATH, Scope's own settings, ...).
 import_env() {
   [ -r "$CA_PROC1_ENVIRON" ] || return 0
-  local entry name value
+  local all="${1:-}" entry name value
   while IFS= read -r -d '' entry; do
     name="${entry%%=*}"
     value="${entry#*=}"
-    case " $CA_IMPORT_ENV_NAMES " in
-      *" $name "*) ;;
-      *) case "$name" in CA_[A-Z0-9_]*) ;; *) continue ;; esac ;;
-    esac
     [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
+    if [ "$name" = PATH ]; then
+      merge_path "$value"
+      continue
+    fi
+    if [ "$all" != --all ]; then
+      case " $CA_IMPORT_ENV_NAMES " in
+        *" $name "*) ;;
+        *) case "$name" in CA_[A-Z0-9_]*) ;; *) continue ;; esac ;;
+      esac
+    fi
     if [ -z "${!name+set}" ]; then
       printf -v "$name" '%s' "$value"
       export "${name?}"
@@ -55,9 +77,18 @@ CA_PLUGIN_DIST="${CA_PLUGIN_DIST:-ca-server}"
 CA_SERVER_RUNTIME_DIR="${CA_SERVER_RUNTIME_DIR:-$CA_RUN_DIR/ca-server}"
 export CA_SERVER_RUNTIME_DIR
 
+# The folder the daemon writes its ring into and the plugin reads it from (both read
+# CA_SERVER_SHM_DIR); CA_SHM_DIR is the older name of the same setting.
+CA_SERVER_SHM_DIR="${CA_SERVER_SHM_DIR:-${CA_SHM_DIR:-/dev/shm}}"
+export CA_SERVER_SHM_DIR
+
 if [ -z "${CA_UV:-}" ]; then
   if [ -x /root/.local/bin/uv ]; then CA_UV=/root/.local/bin/uv; else CA_UV="$(command -v uv || echo uv)"; fi
 fi
+# Scope's plugin manager runs a bare `uv` found through PATH (its own installs, and its startup
+# self-heal): whatever we start of Scope must find the image's uv.
+case ":$PATH:" in *":$(dirname "$CA_UV"):"*) ;; *) PATH="$(dirname "$CA_UV"):$PATH" ;; esac
+export PATH
 
 CA_SCRIPT_NAME="${CA_SCRIPT_NAME:-$(basename "$0" .sh)}"
 
@@ -115,10 +146,13 @@ probe_python() {
   command -v python3 || die "no Python found for the probe (looked in $CA_VENV and $CA_APP_DIR/.venv)"
 }
 
-# `uv run --no-sync daydream-scope ARGS...` from the Scope app folder: Scope reads pyproject.toml
-# and uv.lock from the current folder, and a plain `uv run` would re-sync and can drop plugins.
+# Scope's own entry point `daydream-scope ARGS...` from its venv, in the Scope app folder (Scope
+# reads pyproject.toml and uv.lock from the current folder), with the environment `uv run` would
+# give it. Never through `uv run`: a uv other than the image's can re-create (empty) Scope's venv,
+# and under a supervisor the wrapper, not the server, would hold the supervised PID.
 scope_cli() {
-  (cd "$CA_APP_DIR" && DAYDREAM_SCOPE_PLUGINS_DIR="$CA_SCOPE_PLUGINS_DIR" "$CA_UV" run --no-sync daydream-scope "$@")
+  (cd "$CA_APP_DIR" && VIRTUAL_ENV="$CA_APP_DIR/.venv" PATH="$CA_APP_DIR/.venv/bin:$PATH" \
+    DAYDREAM_SCOPE_PLUGINS_DIR="$CA_SCOPE_PLUGINS_DIR" exec "$CA_APP_DIR/.venv/bin/daydream-scope" "$@")
 }
 
 supervisorctl_cmd() { "$CA_TOOLS_VENV/bin/supervisorctl" -c "$CA_RUN_DIR/supervisord.conf" "$@"; }

@@ -25,6 +25,16 @@ def state(pod: FakePod) -> dict:
     return json.loads((pod.workspace / "ca/state/bootstrap.json").read_text())
 
 
+def plugin_installs(pod: FakePod) -> list[str]:
+    """The uv calls that install into Scope's venv."""
+    scope_python = f"--python {pod.app}/.venv/bin/python"
+    return [c for c in pod.uv_calls() if "\tpip install " in c and scope_python in c]
+
+
+def installed_plugin_tree(pod: FakePod) -> str:
+    return (pod.app / ".venv/fake-plugin-installed").read_text().strip()
+
+
 def test_first_run_installs_each_component_in_its_place(fake_pod: FakePod) -> None:
     tree = fake_pod.snapshot("c1")
     done = bootstrap(fake_pod, tree)
@@ -35,19 +45,20 @@ def test_first_run_installs_each_component_in_its_place(fake_pod: FakePod) -> No
     daemon_install = next(c for c in calls if "pip install" in c and str(tree) in c)
     assert "cupy-cuda12x[ctk]>=14,<15" in daemon_install  # the fake GPU is an RTX 5090 on R570
     assert "cuda-toolkit[nvrtc]>=12.8,<13" in daemon_install
-    plugin_install = next(c for c in calls if "daydream-scope install" in c)
-    cwd, args = plugin_install.split("\t")
-    assert cwd == str(fake_pod.app)  # Scope reads pyproject.toml and uv.lock from its cwd
-    assert args == f"run --no-sync daydream-scope install {tree}"
+    [plugin_install] = plugin_installs(fake_pod)
+    assert plugin_install.endswith(f"--reinstall-package ca-server {tree}")
+    assert f"--constraint {fake_pod.run_dir}/scope-constraints.txt" in plugin_install
+    assert not any(" compile " in c or "daydream-scope install" in c for c in calls)
+    assert installed_plugin_tree(fake_pod) == str(tree)
     assert os.readlink(fake_pod.workspace / "ca/current") == str(tree)
     assert (fake_pod.workspace / "ca/venv/bin/ca-server").exists()
-    assert (fake_pod.workspace / "scope/plugins/plugins.txt").read_text().strip() == str(tree)
     assert set(state(fake_pod)["changed"]) == {"tools", "daemon", "plugin", "config"}
     assert state(fake_pod)["status"] == "ok" and state(fake_pod)["commit"] == "c1"
     conf = (fake_pod.run_dir / "supervisord.conf").read_text()
     assert "serve --gpu 0 --name gpu0 --max-vram-mb 1024" in conf
     assert 'CUPY_GPU_MEMORY_LIMIT="1073741824"' in conf
-    assert "run --no-sync daydream-scope --host 0.0.0.0" in conf
+    assert f"command={fake_pod.app}/.venv/bin/daydream-scope --host 0.0.0.0" in conf
+    assert "run --no-sync" not in conf
     assert f"stdout_logfile={fake_pod.workspace}/logs/ca-server.log" in conf
     assert "scope-logs-" not in conf  # Scope deletes files with its own prefix daily
 
@@ -83,9 +94,8 @@ def test_update_reinstalls_only_what_changed(fake_pod: FakePod) -> None:
     before = len(fake_pod.mutating_uv_calls())
     assert bootstrap(fake_pod, plugin_change).returncode == 0
     new_calls = fake_pod.mutating_uv_calls()[before:]
-    assert [c.split("\t")[1] for c in new_calls] == [
-        f"run --no-sync daydream-scope install {plugin_change}"
-    ]
+    assert new_calls == plugin_installs(fake_pod)[-1:]
+    assert installed_plugin_tree(fake_pod) == str(plugin_change)
     assert state(fake_pod)["changed"] == ["plugin"]
 
 
@@ -98,7 +108,7 @@ def test_container_reset_reinstalls_only_the_plugin(fake_pod: FakePod) -> None:
     before = len(fake_pod.mutating_uv_calls())
     assert bootstrap(fake_pod, tree).returncode == 0
     new_calls = fake_pod.mutating_uv_calls()[before:]
-    assert len(new_calls) == 1 and "daydream-scope install" in new_calls[0]
+    assert new_calls == plugin_installs(fake_pod)[-1:]
 
 
 def test_failed_daemon_install_keeps_the_last_good_one(fake_pod: FakePod) -> None:
@@ -130,22 +140,24 @@ def test_failed_cupy_check_is_reported_and_not_switched_in(fake_pod: FakePod) ->
     assert not (fake_pod.workspace / "ca/state/daemon.stamp").exists()
 
 
-def test_plugin_that_does_not_load_is_uninstalled_again(fake_pod: FakePod) -> None:
+def test_first_plugin_that_does_not_load_is_uninstalled_again(fake_pod: FakePod) -> None:
     tree = fake_pod.snapshot("c1")
     failed = bootstrap(fake_pod, tree, FAKE_PLUGIN_BROKEN="1")
     assert failed.returncode != 0
     assert "FAILED in step 'plugin'" in output(failed)
     assert "fake plugin is broken" in output(failed)
-    assert any("daydream-scope uninstall ca-server" in c for c in fake_pod.uv_calls())
+    assert "Scope now runs WITHOUT the plugin" in output(failed)  # not "unchanged"
+    assert any("pip uninstall" in c and "ca-server" in c for c in fake_pod.uv_calls())
+    assert not (fake_pod.app / ".venv/fake-plugin-installed").exists()
     assert not (fake_pod.app / ".venv/.ca-plugin.stamp").exists()
     assert bootstrap(fake_pod, tree).returncode == 0
     assert (fake_pod.app / ".venv/.ca-plugin.stamp").exists()
 
 
 def test_failed_scope_install_is_reported(fake_pod: FakePod) -> None:
-    failed = bootstrap(fake_pod, fake_pod.snapshot("c1"), FAKE_FAIL="daydream-scope install")
+    failed = bootstrap(fake_pod, fake_pod.snapshot("c1"), FAKE_FAIL="--reinstall-package ca-server")
     assert failed.returncode != 0
-    assert "daydream-scope install failed" in output(failed)
+    assert "installing the plugin into Scope's venv failed" in output(failed)
     assert not (fake_pod.app / ".venv/.ca-plugin.stamp").exists()
 
 
@@ -182,3 +194,98 @@ def test_concurrent_deploy_is_refused(fake_pod: FakePod) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         done = bootstrap(fake_pod, tree)
     assert done.returncode != 0 and "another deploy step holds" in output(done)
+
+
+# ---- issue 24: what broke against a real Scope install ----------------------------------------
+
+
+def test_plugin_that_does_not_load_puts_the_last_good_one_back(fake_pod: FakePod) -> None:
+    """Issue 24 item 3: the failed install replaced the good plugin; the good one is reinstalled,
+    so Scope keeps a working plugin, and the log says what really happened."""
+    good = fake_pod.snapshot("c1")
+    assert bootstrap(fake_pod, good).returncode == 0
+    broken = fake_pod.snapshot("c2", plugin_text="BROKEN")
+    failed = bootstrap(fake_pod, broken)
+    assert failed.returncode != 0
+    assert "FAILED in step 'plugin'" in output(failed)
+    assert f"The last good plugin ({good}) was reinstalled" in output(failed)
+    assert installed_plugin_tree(fake_pod) == str(good)
+    check = fake_pod.run(fake_pod.app / ".venv/bin/python", str(good / "deploy/check_plugin.py"))
+    assert check.returncode == 0, check.stderr  # Scope's venv loads a plugin again
+    assert os.readlink(fake_pod.workspace / "ca/current") == str(good)
+    again = bootstrap(fake_pod, good)  # the good tree's stamp is back: nothing to do
+    assert again.returncode == 0 and "plugin: up to date" in output(again)
+
+
+def test_plugin_install_leaves_scopes_packages_identical(fake_pod: FakePod) -> None:
+    """Issue 24 item 4: no re-resolution of Scope's dependencies; Scope's installed versions are
+    identical before and after (only our distribution and pyzmq are added)."""
+    before = fake_pod.scope_freeze()
+    first = bootstrap(fake_pod, fake_pod.snapshot("c1"))
+    assert first.returncode == 0, output(first)
+    update = bootstrap(fake_pod, fake_pod.snapshot("c2", plugin_text="v2"))
+    assert update.returncode == 0, output(update)
+    after = fake_pod.scope_freeze()
+    assert [line for line in after if line in before] == before
+    added = sorted(set(after) - set(before))
+    assert added == [f"ca-server @ file://{fake_pod.workspace}/ca/src/c2", "pyzmq==27.1.0"]
+    assert not any(" compile " in c for c in fake_pod.uv_calls())
+    # Every package Scope's venv had before the update is pinned as installed.
+    with_pyzmq = sorted([*before, "pyzmq==27.1.0"])
+    assert (fake_pod.run_dir / "scope-constraints.txt").read_text().split() == with_pyzmq
+    freezes = sorted((fake_pod.workspace / "logs/deploy").glob("scope-freeze-*-after.txt"))
+    assert len(freezes) == 2 and freezes[-1].read_text().split() == with_pyzmq
+
+
+def test_our_old_plugins_txt_entries_are_removed(fake_pod: FakePod) -> None:
+    """Issue 24 items 1/4: an earlier deploy left our tree in Scope's plugins.txt, which makes
+    Scope re-resolve its venv at startup; ours go, other plugins stay."""
+    plugins_txt = fake_pod.workspace / "scope/plugins/plugins.txt"
+    plugins_txt.parent.mkdir(parents=True)
+    plugins_txt.write_text(f"{fake_pod.workspace}/ca/src/old\nscope-plugin-hello-world\n")
+    assert bootstrap(fake_pod, fake_pod.snapshot("c1")).returncode == 0
+    assert plugins_txt.read_text() == "scope-plugin-hello-world\n"
+
+
+def test_newer_uv_cannot_wipe_scopes_venv(fake_pod: FakePod) -> None:
+    """Issue 24 item 6: uv 0.13.9's `uv run --no-sync` in Scope's folder replaced its .venv;
+    nothing runs `uv run` any more, so Scope's venv survives a deploy with such a uv."""
+    before = fake_pod.scope_freeze()
+    done = bootstrap(fake_pod, fake_pod.snapshot("c1"), FAKE_UV_VERSION="0.13.9")
+    assert done.returncode == 0, output(done)
+    assert (fake_pod.app / ".venv/bin/daydream-scope").exists()
+    assert set(before) <= set(fake_pod.scope_freeze())
+    assert not any("\trun " in c for c in fake_pod.uv_calls())
+
+
+def test_preflight_failure_is_not_reported_as_degraded(fake_pod: FakePod) -> None:
+    """Issue 24 item 7: preflight stopped before the GPU check: degraded is unknown (null)."""
+    done = bootstrap(fake_pod, fake_pod.snapshot("c1"), CA_SHM_MIN_MB=str(2**40))
+    assert done.returncode != 0
+    assert state(fake_pod)["status"] == "failed" and state(fake_pod)["degraded"] is None
+
+
+def test_keep_snapshots_counts_besides_current_and_plugin_source(fake_pod: FakePod) -> None:
+    """Issue 24 item 7: CA_KEEP_SNAPSHOTS=1 keeps one pushed tree besides `current` and the
+    plugin's install source, as the README says."""
+    assert bootstrap(fake_pod, fake_pod.snapshot("c1")).returncode == 0  # plugin source: c1
+    for age, commit in enumerate(("c2", "c3", "c4")):
+        tree = fake_pod.snapshot(commit, daemon_text=commit)
+        os.utime(tree, (1_000_000 + age, 1_000_000 + age))  # c4 is the newest
+        os.utime(fake_pod.workspace / "ca/src/c1", (900_000, 900_000))
+    done = bootstrap(fake_pod, fake_pod.workspace / "ca/src/c4", CA_KEEP_SNAPSHOTS="1")
+    assert done.returncode == 0, output(done)
+    kept = sorted(p.name for p in (fake_pod.workspace / "ca/src").iterdir())
+    assert kept == ["c1", "c3", "c4"]
+
+
+def test_shm_dir_setting_reaches_the_daemon_and_scope(fake_pod: FakePod) -> None:
+    """Issue 24 item 7: CA_SHM_DIR alone made preflight check a folder the daemon did not use;
+    the checked folder is now the one both programs get as CA_SERVER_SHM_DIR."""
+    fake_pod.env.pop("CA_SERVER_SHM_DIR")
+    shm = fake_pod.root / "big-shm"
+    done = bootstrap(fake_pod, fake_pod.snapshot("c1"), CA_SHM_DIR=str(shm))
+    assert done.returncode == 0, output(done)
+    assert shm.is_dir()  # the folder preflight checked
+    conf = (fake_pod.run_dir / "supervisord.conf").read_text()
+    assert conf.count(f'CA_SERVER_SHM_DIR="{shm}"') == 2  # ca-server and scope

@@ -158,13 +158,17 @@ def test_smoke_runs_a_headless_session_and_saves_the_frame(pod) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SMOKE PASSED" in done.stderr
     frame = (pod.workspace / "logs/health/smoke-frame.jpg").read_bytes()
-    assert frame.startswith(b"\xff\xd8")
+    first = (pod.workspace / "logs/health/smoke-frame-first.jpg").read_bytes()
+    assert frame.startswith(b"\xff\xd8") and first.startswith(b"\xff\xd8")
+    assert frame != first  # the saved frames move
     posts = [(c[1], c[2]) for c in scope_calls(pod) if c[0] == "POST"]
     assert [p[0] for p in posts] == [
         "/api/v1/pipeline/load",
         "/api/v1/session/start",
         "/api/v1/session/stop",
     ]
+    # Scope looks a single-pipeline session up by node id = pipeline id (issue 24 item 2).
+    assert posts[0][1]["pipelines"][0]["node_id"] == "ca-source"
     assert posts[1][1] == {"pipeline_id": "ca-source"}
 
 
@@ -192,3 +196,22 @@ def test_smoke_e2e_chains_into_krea_in_video_mode(pod) -> None:
     assert nodes["input"]["type"] == "source"  # without one Scope forces text mode
     edges = {(e["from"], e["to_node"]) for e in start["graph"]["edges"]}
     assert edges == {("ca", "krea"), ("krea", "output")}
+
+
+@pytest.mark.parametrize(
+    ("case", "scope_env", "message"),
+    [
+        ("Scope refuses the session", {"FAKE_SCOPE_SESSION_ERROR": "1"}, "not loaded"),
+        ("frames do not move", {"FAKE_SCOPE_FROZEN": "1"}, "frames did not change"),
+    ],
+)
+def test_failed_session_is_a_session_failure(pod, case, scope_env, message) -> None:
+    """Issue 24 item 2: an HTTP error from a session call was reported as exit 4 (Scope down),
+    and one frame that never changes passed; both are session failures (exit 6)."""
+    start_daemon(pod)
+    start_scope(pod, **scope_env)
+    done = pod.run(REPO / "deploy/smoke.sh", CA_SMOKE_TIMEOUT_S="3")
+    assert done.returncode != 0, case
+    session = json.loads((pod.workspace / "logs/health/smoke-session.json").read_text())
+    assert session["exit_code"] == 6, (case, session)
+    assert message in session["error"], case

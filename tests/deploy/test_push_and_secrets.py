@@ -1,6 +1,7 @@
 """deploy/push.sh from a laptop checkout to a fake pod through a fake ssh (which runs the remote
 command here, in a clean environment like a real SSH session), and secret hygiene: a token given
-only in the pod's environment reaches the supervised programs but no file or log."""
+only in the pod's environment reaches the supervised programs but no file or log. The SSH
+session has sshd's short PATH (no uv, no nvidia-smi), as on the Scope image."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 import string
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +72,8 @@ def laptop(fake_pod: FakePod, tmp_path_factory):
     fake_pod.token = fake_token()  # type: ignore[attr-defined]
     pod_env = {k: v for k, v in fake_pod.env.items() if k.startswith("CA_")}
     pod_env.update(
+        PATH=fake_pod.env["PATH"],  # the image's PATH: the pod's bin (nvidia-smi) is on it
+        LD_LIBRARY_PATH="/usr/local/nvidia/lib64",  # not in import_env's allowlist
         HF_TOKEN=fake_pod.token,
         CA_HEALTH_SAMPLE_S="0.3",
         CA_HEALTH_RETRY_S="0.3",
@@ -129,9 +133,8 @@ def test_push_deploys_the_commit_and_prints_health(laptop) -> None:
     third = push(laptop, "root@203.0.113.7", "-p", "22022")
     assert third.returncode == 0, third.stdout + third.stderr
     new_calls = laptop.mutating_uv_calls()[len(installs_before) :]
-    assert [c.split("\t")[1] for c in new_calls] == [
-        f"run --no-sync daydream-scope install {laptop.workspace}/ca/src/{sha2}"
-    ]
+    assert len(new_calls) == 1 and new_calls[0].endswith(f"ca-server {tree.parent / sha2}")
+    assert f"--python {laptop.app}/.venv/bin/python" in new_calls[0]
 
     leaked = [
         str(p)
@@ -172,3 +175,48 @@ def test_uncommitted_changes_are_named_not_sent(laptop) -> None:
     assert "uncommitted changes are NOT deployed" in done.stderr
     pushed = (laptop.workspace / "ca/src" / sha / "ca_server/engines/lenia.py").read_text()
     assert "dirty" not in pushed
+
+
+def scope_pid(pod) -> int:
+    done = subprocess.run(
+        [
+            str(pod.workspace / "ca/tools/bin/supervisorctl"),
+            "-c",
+            str(pod.run_dir / "supervisord.conf"),
+            "pid",
+            "scope",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def test_deploy_over_ssh_finds_uv_and_nvidia_smi(laptop) -> None:
+    """Issue 24 item 1: over SSH neither the image's uv folder nor (maybe) nvidia-smi's is on
+    PATH. Scope, started from that session, must find the bare `uv` its plugin manager runs, and
+    the GPU must be seen (not a degraded install without CuPy)."""
+    commit_all(laptop.checkout, "first")
+    done = push(laptop, "root@203.0.113.7", "-p", "22022")
+    assert done.returncode == 0, done.stdout + done.stderr
+    state = (laptop.workspace / "ca/state/bootstrap.json").read_text()
+    assert '"degraded":false' in state and "cupy-cuda12x" in state
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{laptop.env['CA_SCOPE_PORT']}/api/v1/plugins",
+        data=b'{"package": "scope-plugin-hello-world"}',
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # 500 FileNotFoundError: 'uv'
+        assert response.status == 200
+
+
+def test_supervisord_started_over_ssh_gives_scope_the_pods_environment(laptop) -> None:
+    """Issue 24 item 7: a supervisord first started from an SSH session gave its programs only
+    the allowlisted variables until the next reboot; they now get all of PID 1's."""
+    commit_all(laptop.checkout, "first")
+    done = push(laptop, "root@203.0.113.7", "-p", "22022")
+    assert done.returncode == 0, done.stdout + done.stderr
+    scope_env = Path(f"/proc/{scope_pid(laptop)}/environ").read_bytes().split(b"\0")
+    assert b"LD_LIBRARY_PATH=/usr/local/nvidia/lib64" in scope_env

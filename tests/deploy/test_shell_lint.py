@@ -4,6 +4,7 @@ files) and `bash -n`; the Python helpers in deploy/ compile."""
 from __future__ import annotations
 
 import py_compile
+import re
 import shutil
 import subprocess
 import sys
@@ -56,3 +57,14 @@ def test_script_uses_strict_mode(script: Path) -> None:
 @pytest.mark.parametrize("name", ["probe.py", "check_plugin.py"])
 def test_python_helpers_compile(name: str, tmp_path: Path) -> None:
     py_compile.compile(str(REPO / "deploy" / name), cfile=str(tmp_path / "x.pyc"), doraise=True)
+
+
+def test_every_tunable_is_documented_in_the_readme() -> None:
+    """Issue 24 item 7: CA_PYTHON_VERSION was read but undocumented. Every `${CA_NAME:-default}`
+    a deploy script reads is named in deploy/README.md (CA_SCRIPT_NAME is each script's own)."""
+    readme = (REPO / "deploy/README.md").read_text()
+    read = set()
+    for script in (REPO / "deploy").rglob("*.sh"):
+        read |= set(re.findall(r"\$\{(CA_[A-Z0-9_]+):-", script.read_text()))
+    missing = sorted(name for name in read - {"CA_SCRIPT_NAME"} if name not in readme)
+    assert missing == []

@@ -1,15 +1,19 @@
 """pod-start.sh for real: bootstrap, then the real supervisord (from PyPI) in the foreground
 supervising the fake daemon and the fake Scope server. Shows restart on crash, logs under the
 fake /workspace/logs, a healthy pod end to end, clean shutdown on SIGTERM, and that a failed
-bootstrap still leaves a running, debuggable pod."""
+bootstrap still leaves a running, debuggable pod. supervisord holds Scope's server process
+itself, so killing the PID it shows frees the port and the restart serves again."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,10 +77,15 @@ class PodStart:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                return self.process.wait(timeout=30)
+                self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
-        return self.process.wait(timeout=10)
+        code = self.process.wait(timeout=10)
+        # What pod-start ran in its own process group outlives it (Scope run alone, without
+        # supervisord); on a pod it ends with the container, here it is stopped with the group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        return code
 
 
 @pytest.fixture
@@ -90,6 +99,15 @@ def pod_start(fake_pod: FakePod):
     yield start
     for each in started:
         each.stop()
+
+
+def scope_health(pod: FakePod) -> dict | None:
+    try:
+        url = f"http://127.0.0.1:{pod.env['CA_SCOPE_PORT']}/health"
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
 
 
 def starts(pod: FakePod) -> int:
@@ -136,19 +154,38 @@ def test_failed_plugin_step_still_supervises_both(fake_pod: FakePod, pod_start) 
 
 
 def test_without_supervisor_scope_runs_alone_and_pod_stays_up(fake_pod: FakePod, pod_start) -> None:
-    import urllib.request
-
     pod = pod_start(fake_pod.snapshot("c1"), FAKE_FAIL="supervisor==")
-    url = f"http://127.0.0.1:{fake_pod.env['CA_SCOPE_PORT']}/health"
-
-    def scope_answers() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return True
-        except OSError:
-            return False
-
-    wait_until(scope_answers)
+    wait_until(lambda: scope_health(fake_pod) is not None)
     console = pod.console.read_text()
     assert "BOOTSTRAP FAILED" in console and "running Scope alone" in console
     assert pod.process.poll() is None
+    # Issue 24 item 1: Scope's plugin manager runs a bare `uv`, which is not on this PATH.
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{fake_pod.env['CA_SCOPE_PORT']}/api/v1/plugins",
+        data=b'{"package": "scope-plugin-hello-world"}',
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def test_killing_the_pid_supervisord_shows_frees_the_port(fake_pod: FakePod, pod_start) -> None:
+    """Issue 24 item 5: supervisord ran the `uv run` wrapper; killing the PID it showed left the
+    server holding the port and every restart failed with "address already in use". It now runs
+    Scope's own entry point, so its PID is the server's."""
+    pod = pod_start(fake_pod.snapshot("c1"))
+    wait_until(lambda: pod.running("scope") and scope_health(fake_pod) is not None)
+    pid = int(pod.supervisorctl("pid", "scope"))
+    assert scope_health(fake_pod)["pid"] == pid  # the supervised process serves the port
+    os.kill(pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        health = scope_health(fake_pod)
+        return health is not None and health["pid"] not in (pid, None)
+
+    wait_until(restarted, timeout_s=30)
+    assert scope_health(fake_pod)["pid"] == int(pod.supervisorctl("pid", "scope"))
+    log = (fake_pod.workspace / "logs/scope.out.log").read_text()
+    assert "Address already in use" not in log
+    assert pod.stop() == 0
