@@ -103,7 +103,7 @@ def trigger_level(raw: Any) -> float:
         try:
             return float(raw)
         except OverflowError:
-            return math.copysign(1e308, raw)
+            return 1e308 if raw > 0 else -1e308
     if isinstance(raw, float) and math.isfinite(raw):
         return raw
     if isinstance(raw, str):

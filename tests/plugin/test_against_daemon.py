@@ -207,3 +207,23 @@ def test_daemon_absent_at_load_shows_the_placeholder_then_attaches(
     assert "attached" in warnings[1] and "frames are flowing" in warnings[1]
     assert not any("hung" in m or "not updating" in m for m in caplog.messages)
     pipeline.close()
+
+
+def test_a_new_session_brings_back_what_its_panel_shows(real_daemon: RealDaemon) -> None:
+    real_daemon.start()
+    pipeline = make_pipeline(real_daemon.name)
+    panel = {"ca_preset": "labyrinth", "ca_hue_shift": 0.5}
+
+    def shows_panel() -> bool:
+        status = real_daemon.status()
+        return status["preset"] == "labyrinth" and status["hue"] == 0.5
+
+    with LoopThread(pipeline, panel) as session_a:
+        assert session_a.wait(shows_panel)
+    # Between sessions someone changes the daemon from the command line.
+    assert real_daemon.ctl("preset", "coral").returncode == 0
+    assert real_daemon.ctl("hue", "0").returncode == 0
+    assert not shows_panel()
+    with LoopThread(pipeline, panel) as session_b:  # same instance, a new session
+        assert session_b.wait(shows_panel)
+    pipeline.close()
