@@ -144,7 +144,10 @@ def test_reseed_held_on_for_1000_calls_reseeds_exactly_once(real_daemon: RealDae
     loop.update_parameters({"ca_reseed": True})
     for _ in range(1000):
         loop.step()
-    time.sleep(0.2)  # let the daemon apply what was sent
+    deadline = time.monotonic() + HANG_BOUND_S  # until the daemon has applied what was sent
+    while real_daemon.status()["params_version"] == before["params_version"]:
+        assert time.monotonic() < deadline, "the reseed never arrived"
+        loop.step()
     after = real_daemon.status()
     assert after["params_version"] - before["params_version"] == 1
     assert after["seed"] != before["seed"]
@@ -165,9 +168,8 @@ def test_killed_daemon_then_restarted_frames_resume(
         killed_s = time.monotonic()
         # The dead writer is noticed (its lock is free) and the placeholder comes up.
         assert thread.wait(lambda: any(ph for t, ph, _ in thread.batches if t > killed_s))
-        calls_while_dead = thread.loop.calls
-        time.sleep(1.0)
-        assert thread.loop.calls > calls_while_dead  # still being called, still returning
+        calls_while_dead = thread.loop.calls  # still being called, still returning:
+        assert thread.wait(lambda: thread.loop.calls > calls_while_dead + 50)
         restarted = RealDaemon(ring_name, runtime_dir)
         try:
             restarted.start()
