@@ -270,3 +270,29 @@ def test_the_dropdown_lists_the_show_presets_then_the_rest_by_engine() -> None:
     rest = list(PRESET_NAMES[len(show) :])
     ranks = [(ENGINE_NAMES.index(presets[name].engine), name) for name in rest]
     assert ranks == sorted(ranks)  # then grouped by engine, alphabetical within one
+
+
+def test_an_op_the_socket_cannot_take_is_dropped_not_retried_forever() -> None:
+    from ca_scope_client.control_link import ControlLink
+
+    class EncodingFailsOnce:  # the transport seam: ControlClient.send / poll_replies
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send(self, op: str, **args) -> int:
+            if op == "preset":
+                raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
+            self.sent.append(op)
+            return len(self.sent)
+
+        def poll_replies(self) -> list:
+            return []
+
+    warnings: list[str] = []
+    link = ControlLink(warnings.append)
+    link.observe({"ca_preset": "coral", "ca_speed": 2.0})
+    client = EncodingFailsOnce()
+    for call in range(10):
+        link.exchange(client, now=call * 0.1)
+    assert client.sent == ["speed"] and link.forwarder.pending() == []
+    assert len(warnings) == 1 and "UnicodeEncodeError" in warnings[0]
