@@ -6,14 +6,16 @@ told and yields only changes: a value op when a `ca_*` value differs from the on
 acknowledged as sent, and one `reseed` on each rising edge of `ca_reseed` (a bool going
 off→on, or any increase of an integer trigger counter). It holds no sockets and never touches
 the network, so tests drive it with plain dicts. Values outside the op's range are clamped to
-it, values of the wrong type are ignored with a reason, because a bad OSC message must not stop
-the stream.
+it; values of the wrong type, infinite or too large for a float, and preset names that cannot
+be encoded are ignored with a reason, because a bad OSC message must not stop the stream.
+Pending ops come least recently sent first, so under a send budget a field modulated on every
+call cannot starve the others.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,17 +63,19 @@ class ControlOp:
 def _coerce(spec: ValueParam, raw: Any) -> tuple[Any, str | None]:
     """Return (value the daemon accepts, None) or (None, why `raw` was ignored)."""
     if spec.arg == "name":
-        if isinstance(raw, str) and raw:
-            return raw, None
-        return None, f"{spec.param} must be a preset name, got {raw!r}"
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        if not isinstance(raw, str) or not raw:
+            return None, f"{spec.param} must be a preset name, got {raw!r}"
         try:
-            raw = float(raw)
-        except (TypeError, ValueError):
-            return None, f"{spec.param} must be a number, got {raw!r}"
-    value = float(raw)
+            raw.encode("utf-8")  # a lone surrogate cannot go on the wire
+        except UnicodeEncodeError:
+            return None, f"{spec.param} must be a preset name, got {raw!r} (not valid text)"
+        return raw, None
+    try:
+        value = float(raw)  # ints past 1e308 raise OverflowError
+    except (TypeError, ValueError, OverflowError):
+        return None, f"{spec.param} must be a finite number, got {_short(raw)}"
     if not math.isfinite(value):
-        return None, f"{spec.param} must be finite, got {raw!r}"
+        return None, f"{spec.param} must be a finite number, got {_short(raw)}"
     low, high = spec.bounds
     if low is not None:
         value = max(value, float(low))
@@ -80,13 +84,28 @@ def _coerce(spec: ValueParam, raw: Any) -> tuple[Any, str | None]:
     return value, None
 
 
+def _short(raw: Any) -> str:
+    """`raw` for a log line, cut short: a 400-digit integer is not worth printing."""
+    try:
+        text = repr(raw)
+    except ValueError:  # an int past Python's digit limit cannot even be printed
+        return f"a {type(raw).__name__} too large to print"
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def trigger_level(raw: Any) -> float:
-    """The level of a reseed trigger: bools as 0/1, numbers as themselves, anything else as
-    its truthiness (so "true" from a text field counts as pressed)."""
+    """The level of a reseed trigger: bools as 0/1, finite numbers as themselves (numbers too
+    large for a float as ±1e308), anything else as its truthiness (so "true" from a text field
+    counts as pressed)."""
     if isinstance(raw, bool):
         return 1.0 if raw else 0.0
-    if isinstance(raw, int | float) and math.isfinite(raw):
-        return float(raw)
+    if isinstance(raw, int):
+        try:
+            return float(raw)
+        except OverflowError:
+            return 1e308 if raw > 0 else -1e308
+    if isinstance(raw, float) and math.isfinite(raw):
+        return raw
     if isinstance(raw, str):
         return 1.0 if raw.strip().lower() in ("1", "true", "on", "yes") else 0.0
     return 1.0 if raw else 0.0
@@ -97,20 +116,24 @@ class ControlForwarder:
 
     `observe(params)` records the wanted values and any reseed edge; `pending()` lists the ops
     still to send; `mark_sent(op)` records one as delivered to the socket; `forget_sent()`
-    makes every wanted value pending again (after the daemon restarted with its own defaults).
-    Parameters Scope never sent are never forwarded, so the daemon keeps what `ca-server ctl`
-    set until the user touches that control in Scope.
+    makes every wanted value pending again (after the daemon restarted with its own defaults);
+    `start_session()` forgets what the previous Scope session wanted and sent, so the next
+    `observe` makes the daemon follow the new session's panel. Parameters Scope never sent are
+    never forwarded, so the daemon keeps what `ca-server ctl` set until the user touches that
+    control in Scope.
     """
 
     def __init__(self) -> None:
         self._wanted: dict[str, Any] = {}
         self._sent: dict[str, Any] = {}
+        self._last_sent_turn: dict[str, int] = {}  # param -> when it was last sent (a counter)
+        self._turn = 0
         self._trigger_level = 0.0
         self._reseeds_pending = 0
         self.rejected: list[str] = []  # reasons for ignored values, drained by the caller
 
     def observe(self, params: Mapping[str, Any]) -> None:
-        """Take one call's parameters; unknown keys are ignored."""
+        """Take one call's parameters; unknown keys are ignored; never raises."""
         for spec in VALUE_PARAMS:
             if spec.param not in params or params[spec.param] is None:
                 continue
@@ -127,17 +150,22 @@ class ControlForwarder:
                 self._reseeds_pending = 1  # presses faster than we can send collapse into one
             self._trigger_level = level
 
-    def pending(self) -> Iterator[ControlOp]:
-        """The ops not yet sent to the current daemon, value ops first, then a reseed."""
+    def pending(self) -> list[ControlOp]:
+        """The ops not yet sent to the current daemon, the least recently sent first (ties in
+        table order, a reseed after the values it may depend on)."""
+        ops = []
         for spec in VALUE_PARAMS:
             value = self._wanted.get(spec.param)
             if value is not None and self._sent.get(spec.param) != value:
-                yield ControlOp(spec.op, {spec.arg: value}, spec.param)
+                ops.append(ControlOp(spec.op, {spec.arg: value}, spec.param))
         if self._reseeds_pending:
-            yield ControlOp("reseed", {}, RESEED_PARAM)
+            ops.append(ControlOp("reseed", {}, RESEED_PARAM))
+        return sorted(ops, key=lambda op: self._last_sent_turn.get(op.param, -1))
 
     def mark_sent(self, op: ControlOp) -> None:
-        """Record that `op` reached the socket."""
+        """Record that `op` reached the socket (or was refused for good)."""
+        self._turn += 1
+        self._last_sent_turn[op.param] = self._turn
         if op.param == RESEED_PARAM:
             self._reseeds_pending = 0
         else:
@@ -150,3 +178,12 @@ class ControlForwarder:
     def forget_sent(self) -> None:
         """Make every wanted value pending again, e.g. for a freshly started daemon."""
         self._sent.clear()
+
+    def start_session(self) -> None:
+        """A new Scope session: its parameters, not the last session's, are what to send.
+
+        The trigger level is kept, so a reseed toggle left on does not fire again by itself.
+        """
+        self._wanted.clear()
+        self._sent.clear()
+        self._reseeds_pending = 0

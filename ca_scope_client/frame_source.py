@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ca_scope_client.control_forwarder import ControlForwarder, ControlOp
+from ca_scope_client.control_link import ControlLink
 from ca_scope_client.placeholder import placeholder_frame
 from ca_server.wire.control import ControlClient
-from ca_server.wire.errors import ControlError, WireError
+from ca_server.wire.errors import WireError
 from ca_server.wire.paths import default_control_endpoint, ring_path, validate_ring_name
 from ca_server.wire.ring import RingReader
 
@@ -36,9 +36,10 @@ logger = logging.getLogger("ca_scope_client")
 ATTACH_RETRY_S = 0.5
 PLACEHOLDER_PERIOD_S = 0.5
 PLACEHOLDER_FPS = 1.0 / PLACEHOLDER_PERIOD_S
-CONTROL_RETRY_S = 0.02
 STALE_AFTER_S = 2.0
 LIVE_STATES = frozenset({"LIVE", "PAUSED"})
+# A daemon in these states has its ring up: learn its size and talk to its control endpoint.
+ATTACHED_STATES = LIVE_STATES | {"STARTING"}
 
 BufferFactory = Callable[[int, int, int], np.ndarray]
 
@@ -98,8 +99,9 @@ class FrameSource:
     ring header advertises ("" = the header's, else the default for the name).
     `buffer_factory(frames, height, width)` supplies the (frames, H, W, 3) uint8 buffer reads
     land in (e.g. pinned memory); None means every batch gets fresh memory. `placeholder_size`
-    is (height, width) of the placeholder until the ring's own size is known. One thread uses
-    a FrameSource (ZeroMQ sockets are single-threaded); `close` may come from any thread.
+    is (height, width) of the placeholder until a ring's own size is known (then the last ring
+    seen decides). `control_rate_hz` caps the control messages sent per second. One thread
+    uses a FrameSource (ZeroMQ sockets are single-threaded); `close` may come from any thread.
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class FrameSource:
         attach_retry_s: float = ATTACH_RETRY_S,
         placeholder_period_s: float = PLACEHOLDER_PERIOD_S,
         stale_after_s: float = STALE_AFTER_S,
+        control_rate_hz: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ring_name = validate_ring_name(ring_name)
@@ -130,7 +133,8 @@ class FrameSource:
         self._attach_retry_s = attach_retry_s
         self._placeholder_period_s = placeholder_period_s
         self._clock = clock
-        self._forwarder = ControlForwarder()
+        rate = {} if control_rate_hz is None else {"rate_hz": control_rate_hz}
+        self._link = ControlLink(self._warn_once, **rate)
         self._handles = _Handles()
         self._handles.reader = RingReader(self.ring_name, stale_after_s=stale_after_s)
         self._finalizer = weakref.finalize(self, _Handles.close, self._handles)
@@ -142,11 +146,8 @@ class FrameSource:
         self._geometry: tuple[int, int] | None = None
         self._next_probe_s = float("-inf")
         self._next_placeholder_s = float("-inf")
-        self._next_control_s = float("-inf")
-        self._in_flight: dict[int, ControlOp] = {}
         self._reported: set[str] = set()
-        self.ops_sent: collections.Counter[str] = collections.Counter()
-        self.ops_refused: collections.Counter[str] = collections.Counter()
+        self._warned = False  # a warning was logged since frames last flowed
         self.frames_returned = 0
         self.placeholders_returned = 0
 
@@ -154,8 +155,8 @@ class FrameSource:
 
     @property
     def status(self) -> str:
-        """The ring's last seen state: LIVE, PAUSED, ABSENT, STALE, CLOSED, INCOMPATIBLE or
-        UNKNOWN (before the first read)."""
+        """The ring's last seen state: LIVE, PAUSED, STARTING, ABSENT, STALE, CLOSED,
+        INCOMPATIBLE or UNKNOWN (before the first read)."""
         return self._status
 
     @property
@@ -167,6 +168,20 @@ class FrameSource:
         """The daemon's nominal frame rate (None until attached, or for a free-running ring)."""
         return self._fps
 
+    @property
+    def ops_sent(self) -> collections.Counter[str]:
+        """Control ops handed to the socket, by op name."""
+        return self._link.ops_sent
+
+    @property
+    def ops_refused(self) -> collections.Counter[str]:
+        """Control ops the daemon answered with an error, by op name."""
+        return self._link.ops_refused
+
+    def start_session(self) -> None:
+        """A new Scope session begins: forward its parameters, not what the last one sent."""
+        self._link.forwarder.start_session()
+
     def poll(self, params: Mapping[str, Any] | None = None) -> FrameBatch | None:
         """One call's worth of work: forward changed params, read new frames, pace.
 
@@ -176,12 +191,9 @@ class FrameSource:
         """
         now = self._clock()
         if params:
-            self._forwarder.observe(params)
-            for why in self._forwarder.rejected:
-                self._warn_once(f"ignored parameter: {why}")
-            self._forwarder.rejected.clear()
+            self._link.observe(params)
         batch = None
-        if self.live or now >= self._next_probe_s:
+        if self.live or self._status == "STARTING" or now >= self._next_probe_s:
             batch = self._read(now)
         if self._forward_control:
             self._exchange_control(now)
@@ -206,22 +218,20 @@ class FrameSource:
         status = _status_name(result.status)
         was_live = self.live
         self._status, self._message = status, result.message or ""
+        if status in ATTACHED_STATES or (status == "STALE" and self._epoch is None):
+            epoch = result.meta[-1].epoch if result.meta else reader.epoch
+            if epoch is not None and epoch != self._epoch:
+                self._on_attach(epoch)
         if status not in LIVE_STATES:
             self._next_probe_s = now + self._attach_retry_s
             if was_live or status not in self._reported:
                 self._report_waiting()
-            self._forwarder.drop_reseeds()
+            self._link.forwarder.drop_reseeds()
             return None
         if not was_live:
             self._reported.clear()
+            self._report_recovered()
         meta = result.meta
-        if not meta:
-            if not was_live:
-                self._on_attach(epoch=None)
-            return None
-        epoch = meta[-1].epoch
-        if epoch != self._epoch:
-            self._on_attach(epoch)
         keep = [i for i, m in enumerate(meta) if m.frame_id > self._last_frame_id]
         if not keep:
             return None
@@ -231,37 +241,21 @@ class FrameSource:
         self.frames_returned += len(ids)
         return FrameBatch(pixels=pixels, frame_ids=ids, fps=self._fps, placeholder=False)
 
-    def _on_attach(self, epoch: int | None) -> None:
-        """A new daemon (or the first one): learn its geometry, rate and endpoint, re-send."""
-        header = self._safe_header()
-        if epoch is None and header is not None:
-            epoch = header.get("epoch")
-        if epoch is not None and epoch == self._epoch:
-            return
+    def _on_attach(self, epoch: int) -> None:
+        """A new daemon (or the first one): learn its geometry and rate, re-send our values."""
         self._epoch = epoch
         self._last_frame_id = -1
-        self._forwarder.forget_sent()
+        self._link.new_daemon()
         self._handles.close_client()  # the next exchange connects to the new daemon
-        self._in_flight.clear()
-        self._next_control_s = float("-inf")
-        width = int(header.get("width", 0)) if header else 0
-        height = int(header.get("height", 0)) if header else 0
-        fps = float(header.get("nominal_fps", 0.0)) if header else 0.0
+        header = self._safe_header() or {}
+        width, height = int(header.get("width", 0)), int(header.get("height", 0))
+        fps = float(header.get("nominal_fps", 0.0))
         self._fps = fps if fps > 0 else None
         if width > 0 and height > 0:
             self._geometry = (height, width)
-            self._placeholder_hw = (height, width)
+            self._placeholder_hw = (height, width)  # the size the daemon serves
             if self._buffer_factory is not None:
                 self._buffer = self._buffer_factory(self.frames_per_call, height, width)
-        rate = f"{fps:g} fps" if fps > 0 else "free-running"
-        logger.info(
-            "ca-server ring %r attached: %dx%d at %s, control %s",
-            self.ring_name,
-            width,
-            height,
-            rate,
-            self._control_endpoint(header) or "unavailable",
-        )
 
     def _safe_header(self) -> dict[str, Any] | None:
         reader = self._handles.reader
@@ -286,8 +280,9 @@ class FrameSource:
             return ""
 
     def _exchange_control(self, now: float) -> None:
-        """Send pending ops and read replies; both non-blocking, and only to a live daemon."""
-        if not self.live:
+        """Send pending ops and read replies; both non-blocking, and only to a daemon whose
+        ring is up (a starting daemon takes them as soon as its endpoint is bound)."""
+        if self._status not in ATTACHED_STATES:
             return
         client = self._handles.client
         if client is None:
@@ -301,48 +296,15 @@ class FrameSource:
                 return
             with self._handles.lock:
                 self._handles.client = client
-        if now >= self._next_control_s:
-            self._send_pending(client, now)
-        self._drain_replies(client)
-
-    def _send_pending(self, client: ControlClient, now: float) -> None:
-        for op in list(self._forwarder.pending()):
-            try:
-                request_id = client.send(op.op, **op.args)
-            except ControlError as exc:  # refused before sending: retrying cannot help
-                self._warn_once(f"not sending {op.op} {dict(op.args)}: {exc}")
-                self._forwarder.mark_sent(op)
-                continue
-            if request_id < 0:  # not connected yet, or the daemon stopped reading
-                self._next_control_s = now + CONTROL_RETRY_S
-                return
-            self._forwarder.mark_sent(op)
-            self._in_flight[request_id] = op
-            self.ops_sent[op.op] += 1
-            if len(self._in_flight) > 256:
-                self._in_flight.pop(next(iter(self._in_flight)))
-
-    def _drain_replies(self, client: ControlClient) -> None:
-        try:
-            replies = client.poll_replies()
-        except Exception as exc:
-            logger.debug("control replies unreadable: %s", exc)
-            return
-        for reply in replies:
-            op = self._in_flight.pop(reply.id, None) if reply.id is not None else None
-            if reply.ok or op is None:
-                continue
-            self.ops_refused[op.op] += 1
-            self._warn_once(
-                f"ca-server refused {op.op} {dict(op.args)}: "
-                f"{reply.error_message or reply.error_code}"
-            )
+        self._link.exchange(client, now)
 
     # -- reporting ------------------------------------------------------------------------------
 
     def _problem_and_fix(self) -> tuple[str, str]:
         name = self.ring_name
         start = f"ca-server serve --name {name}"
+        if self._status == "STARTING":
+            return f"ca-server on ring '{name}' is starting…", "frames appear when it is ready"
         if self._status == "STALE":
             return f"ca-server ring '{name}' is not updating", f"restart the daemon: {start}"
         if self._status == "CLOSED":
@@ -360,12 +322,29 @@ class FrameSource:
         # The reader's own message adds the pid / heartbeat age for a stale or closed ring;
         # for an absent one it would repeat what the line already says.
         detail = f" ({self._message})" if self._message and self._status != "ABSENT" else ""
-        logger.warning(
-            "%s%s; %s; showing a placeholder until frames arrive [ring file %s]",
-            problem,
-            detail,
-            fix,
-            ring_path(self.ring_name),
+        line = "%s%s; %s; showing a placeholder until frames arrive [ring file %s]"
+        args = (problem, detail, fix, ring_path(self.ring_name))
+        if self._status == "STARTING":  # a normal start is news, not a problem
+            logger.info(line, *args)
+            return
+        self._warned = True
+        logger.warning(line, *args)
+
+    def _report_recovered(self) -> None:
+        """Frames flow again: say so, at WARNING if the user was last told of a problem."""
+        height, width = self._geometry or (0, 0)
+        rate = f"{self._fps:g} fps" if self._fps else "free-running"
+        endpoint = self._control_endpoint(self._safe_header()) or "unavailable"
+        level = logging.WARNING if self._warned else logging.INFO
+        self._warned = False
+        logger.log(
+            level,
+            "ca-server ring %r attached: %dx%d at %s, control %s; frames are flowing",
+            self.ring_name,
+            width,
+            height,
+            rate,
+            endpoint,
         )
 
     def _warn_once(self, line: str) -> None:

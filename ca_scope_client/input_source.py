@@ -6,7 +6,9 @@ returns one (H, W, 3) uint8 array per call, oldest first, buffering the rest of 
 forwards no parameters (input sources have no parameter path; use the pipeline, or
 `ca-server ctl`, to steer the daemon). `connect` accepts any valid ring name even when no daemon
 is running yet, so the source attaches by itself when one appears; meanwhile it yields the
-placeholder card at a low rate so the graph shows why it is empty.
+placeholder card at a low rate so the graph shows why it is empty. `get_source_resolution`
+answers Scope's resolution probe with the ring's size, or, before the daemon is up, the size it
+will serve (the size of the placeholder meanwhile), so the probe never times out.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import numpy as np
 from scope.core.inputs.interface import InputSource, InputSourceInfo
 
 from ca_scope_client.frame_source import FrameSource
+from ca_scope_client.placeholder import expected_frame_size
 from ca_server.wire.errors import WireError
 from ca_server.wire.paths import default_ring_name, shm_dir, validate_ring_name
+from ca_server.wire.ring import RingReader
 
 logger = logging.getLogger("ca_scope_client")
 
@@ -69,7 +73,12 @@ class CellularAutomataInputSource(InputSource):
         name = (identifier or "").strip() or default_ring_name(0)
         try:
             validate_ring_name(name)
-            self._source = FrameSource(name, frames_per_call=4, forward_control=False)
+            self._source = FrameSource(
+                name,
+                frames_per_call=4,
+                forward_control=False,
+                placeholder_size=expected_frame_size(),
+            )
         except (WireError, ValueError) as exc:
             logger.error("ca-server input source: %s", exc)
             return False
@@ -100,6 +109,31 @@ class CellularAutomataInputSource(InputSource):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(POLL_SLEEP_S)
+
+    def get_source_resolution(
+        self, identifier: str, timeout_ms: int = 5000
+    ) -> tuple[int, int] | None:
+        """(width, height) of ring `identifier` (empty: the default ring): its header's size
+        when the ring exists, else the size the daemon will serve; None for an invalid name.
+        Returns at once: reading a header needs no frame."""
+        name = (identifier or "").strip() or default_ring_name(0)
+        try:
+            reader = RingReader(validate_ring_name(name))
+        except (WireError, ValueError) as exc:
+            logger.error("ca-server input source: %s", exc)
+            return None
+        try:
+            reader.attach()
+            header = reader.header() or {}
+            width, height = int(header.get("width", 0)), int(header.get("height", 0))
+        except Exception:  # no ring yet (or a torn one): the size the daemon will serve
+            width = height = 0
+        finally:
+            reader.close()
+        if width > 0 and height > 0:
+            return width, height
+        height, width = expected_frame_size()
+        return width, height
 
     def disconnect(self) -> None:
         """Release the ring; safe to call twice."""

@@ -7,8 +7,13 @@ frames not returned before, or `{}` when there is nothing new (Scope then sleeps
 `"frame_rate"` (the daemon's rate, or the placeholder's) is added only when it differs from the
 last one reported in this session: Scope latches it for playback, and forwards every extra
 output key to the downstream pipeline's 8-slot parameter queue, so sending it on every call
-would crowd out the user's own parameter updates to Krea. A call never raises: whatever goes
-wrong is logged once and answered with `{}`. Scope never calls a shutdown hook on pipelines, so
+would crowd out the user's own parameter updates to Krea. The instance outlives Scope's
+sessions; a session's first call carries `init_cache=True` (Scope keeps it True until a call
+returns video, and also sets it on a cache reset), so the rising edge of `init_cache`, or
+`init_cache` after a pause in the calls, starts a new session: the daemon is then told what
+this session's panel shows, whatever the last session or `ca-server ctl` set meanwhile. The
+placeholder has the size the daemon will serve. A call never raises: whatever goes wrong is
+logged once and answered with `{}`. Scope never calls a shutdown hook on pipelines, so
 the ring mapping and the socket are released by a `weakref.finalize` when Scope drops the
 instance. torch is imported at construction, not at plugin import; without torch (tests only)
 frames come back as numpy float32 arrays.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import weakref
 from typing import Any
 
@@ -25,6 +31,7 @@ import numpy as np
 from scope.core.pipelines.interface import Pipeline
 
 from ca_scope_client.frame_source import FrameBatch, FrameSource
+from ca_scope_client.placeholder import expected_frame_size
 from ca_scope_client.schema import CellularAutomataConfig
 from ca_server.wire.paths import default_ring_name
 
@@ -32,6 +39,7 @@ logger = logging.getLogger("ca_scope_client")
 
 RING_NAME_ENV = "CA_SERVER_NAME"
 INV_255 = np.float32(1.0 / 255.0)
+SESSION_GAP_S = 1.0  # within a session Scope calls at least every ~10 ms
 
 
 def resolve_ring_name(configured: str | None) -> str:
@@ -72,8 +80,6 @@ class CellularAutomataPipeline(Pipeline):
         ca_control_endpoint: str = "",
         ca_device: str = "auto",
         ca_output_dtype: str = "float32",
-        height: int = 512,
-        width: int = 512,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -92,11 +98,13 @@ class CellularAutomataPipeline(Pipeline):
             frames_per_call=int(ca_frames_per_call),
             control_endpoint=ca_control_endpoint or "",
             buffer_factory=self._converter.host_buffer if reuse_buffers else None,
-            placeholder_size=(_positive(height, 512), _positive(width, 512)),
+            placeholder_size=expected_frame_size(),
         )
         self._finalizer = weakref.finalize(self, self.source.close)
         self._failures: set[str] = set()
         self._reported_fps: float | None = None
+        self._last_call_s = float("-inf")
+        self._last_init_cache = False
         logger.info(
             "Cellular Automata pipeline reading ring %r (T=%d, output %s on %s)",
             self.ring_name,
@@ -124,8 +132,7 @@ class CellularAutomataPipeline(Pipeline):
     def __call__(self, **kwargs: Any) -> dict[str, Any]:
         """One Scope call: `{"video": (t, H, W, 3)[, "frame_rate": fps]}` or `{}`. Never raises."""
         try:
-            if kwargs.get("init_cache"):  # a new session: a new processor to tell the rate
-                self._reported_fps = None
+            self._watch_sessions(bool(kwargs.get("init_cache")))
             self._converter.before_read()
             batch = self.source.poll(kwargs)
             if batch is None:
@@ -138,6 +145,13 @@ class CellularAutomataPipeline(Pipeline):
                 logger.exception("Cellular Automata call failed (returning no frame): %s", key)
             return {}
 
+    def _watch_sessions(self, init_cache: bool) -> None:
+        now = time.monotonic()
+        if init_cache and (not self._last_init_cache or now - self._last_call_s > SESSION_GAP_S):
+            self.source.start_session()
+            self._reported_fps = None  # a new processor to tell the rate
+        self._last_init_cache, self._last_call_s = init_cache, now
+
     def _output(self, batch: FrameBatch) -> dict[str, Any]:
         result: dict[str, Any] = {"video": self._converter.convert(batch.pixels)}
         if batch.fps and batch.fps != self._reported_fps:
@@ -148,11 +162,3 @@ class CellularAutomataPipeline(Pipeline):
     def close(self) -> None:
         """Release the ring and the control socket now (Scope itself never calls this)."""
         self._finalizer()
-
-
-def _positive(value: Any, fallback: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return fallback
-    return number if number > 0 else fallback

@@ -4,13 +4,15 @@ A dark test card with diagonal warning stripes top and bottom and two lines of t
 wrong and the command that fixes it. Text is drawn with Pillow when it is importable (it is a
 dependency of ca-server, so normally it is), else the card carries the stripes alone, which are
 still unmistakably not a cellular automaton. Frames are cached per (size, text): the plugin
-asks for one every half second.
+asks for one every half second. The card has the size the daemon will serve, so a stream
+opened on the card keeps its size when frames arrive.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 
 import numpy as np
 
@@ -20,6 +22,35 @@ BACKGROUND_RGB = (24, 24, 28)
 STRIPE_RGB = (240, 180, 0)
 TEXT_RGB = (235, 235, 235)
 HINT_RGB = (120, 200, 255)
+# `ca-server serve`'s default frame size (ServerConfig.resolved; a test keeps them equal).
+GPU_DEFAULT_SIZE = 1024
+CPU_DEFAULT_SIZE = 512
+SIZE_ENV = ("CA_SERVER_HEIGHT", "CA_SERVER_WIDTH")
+
+
+def expected_frame_size(*, cuda: bool | None = None) -> tuple[int, int]:
+    """(height, width) the daemon will serve before its ring says: `$CA_SERVER_HEIGHT` and
+    `$CA_SERVER_WIDTH` (what `serve` reads too) when set, else its default for the backend
+    it picks on this host (`cuda`: whether there is a CUDA GPU; None: ask torch)."""
+    if cuda is None:
+        cuda = _cuda_available()
+    side = GPU_DEFAULT_SIZE if cuda else CPU_DEFAULT_SIZE
+    size = []
+    for variable in SIZE_ENV:
+        try:
+            value = int(os.environ.get(variable, ""))
+        except ValueError:
+            value = 0
+        size.append(value if 16 <= value <= 8192 else side)
+    return size[0], size[1]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # no torch (tests only): the daemon cannot be on a GPU Scope can use
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def _stripes(height: int, width: int, band_px: int) -> np.ndarray:

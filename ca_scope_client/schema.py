@@ -5,7 +5,10 @@ a number with both `ge` and `le` a slider, a bool a toggle) and passes the field
 arguments: load-time ones to `__init__`, runtime ones to every `__call__`. Runtime fields carry a
 `ca_` prefix because Scope broadcasts parameter updates to every pipeline of a chain. The preset
 list is read from the preset data files (stdlib only, no engines) and the slider ranges from the
-control protocol's op table, so neither can drift from what the daemon accepts. Load-time
+control protocol's op table, so neither can drift from what the daemon accepts. Scope shows a
+dropdown's values as they are, so the preset ids (what `ca-server ctl preset` takes) are kept
+and ordered for a person looking for one: the show presets first, in their curated order,
+then the rest grouped by engine, alphabetically within each. Load-time
 defaults work unconfigured, since headless Scope sessions load pipelines with no parameters.
 """
 
@@ -21,11 +24,32 @@ from scope.core.pipelines.base_schema import (
     ui_field_config,
 )
 
-from ca_server.presets import DEFAULT_PRESET, preset_names
+from ca_server.presets import DEFAULT_PRESET
+from ca_server.presets.catalog import ENGINE_NAMES, Preset, load_all
 from ca_server.wire.protocol import OPS
 
 PIPELINE_ID = "ca-server-cellular-automata"
-PRESET_NAMES: tuple[str, ...] = tuple(preset_names())
+
+
+def dropdown_order(presets: list[Preset]) -> tuple[str, ...]:
+    """Preset ids in the order the dropdown lists them.
+
+    The show presets (the prototype viewer's curated set: the catalogue orders them before the
+    default preset) come first in their curated order; the rest follow grouped by engine, in
+    the engines' usual order, alphabetically within an engine.
+    """
+    default_order = next((p.order for p in presets if p.name == DEFAULT_PRESET), 0)
+    show = sorted((p for p in presets if p.order < default_order), key=lambda p: (p.order, p.name))
+    rest = sorted((p for p in presets if p.order >= default_order), key=_engine_then_name)
+    return tuple(p.name for p in (*show, *rest))
+
+
+def _engine_then_name(preset: Preset) -> tuple[int, str]:
+    rank = ENGINE_NAMES.index(preset.engine) if preset.engine in ENGINE_NAMES else len(ENGINE_NAMES)
+    return rank, preset.name
+
+
+PRESET_NAMES: tuple[str, ...] = dropdown_order(load_all())
 PresetName = Literal[PRESET_NAMES]  # type: ignore[valid-type]  # built from data at import
 MAX_FRAMES_PER_CALL = 16
 
@@ -62,7 +86,8 @@ class CellularAutomataConfig(BasePipelineConfig):
     # Runtime: forwarded to the daemon when they change.
     ca_preset: PresetName = Field(
         default=DEFAULT_PRESET,
-        description="Cellular-automaton preset the daemon runs",
+        description="Cellular-automaton preset the daemon runs: the show presets first, then "
+        "the rest by engine (`ca-server presets` lists their titles)",
         json_schema_extra=ui_field_config(order=1, label="Preset"),
     )
     ca_speed: float = Field(

@@ -1,7 +1,9 @@
 """`ca-server ctl`: talk to a running daemon over its control endpoint.
 
 Each command sends one request through `ControlClient` and prints the result; with `--json`,
-stdout carries exactly one JSON object and failures exit with the protocol's exit code.
+stdout carries exactly one JSON object and failures exit with the protocol's exit code. The
+shared options (`--json`, `--name`, `--timeout`, `--control`) may come before or after the
+command: `ca-server ctl status --json` is what people type.
 """
 
 from __future__ import annotations
@@ -11,11 +13,56 @@ import time
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from ca_server.cli.common import NameOption, complete_preset, fail, ring_name_or_default
 from ca_server.exit_codes import ExitCode
 
-ctl_app = typer.Typer(help="Control a running daemon.", no_args_is_help=True)
+
+class SharedOptionsAnywhere(TyperGroup):
+    """A command group whose own options may also follow its subcommand."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_group_options(self.params, args))
+
+
+def hoist_group_options(params: list[Any], args: list[str]) -> list[str]:
+    """`args` with the group's options that follow the subcommand moved in front of it.
+
+    `params` are the group's click parameters; an option that takes a value moves with it
+    (`--name gpu1` or `--name=gpu1`). Nothing after `--` moves.
+    """
+    takes_value = {
+        opt: not getattr(param, "is_flag", False)
+        for param in params
+        if getattr(param, "param_type_name", "") == "option"
+        for opt in (*param.opts, *param.secondary_opts)
+    }
+    index = 0  # find the subcommand: the first word that is not a group option or its value
+    while index < len(args) and args[index].startswith("-"):
+        option = args[index].split("=", 1)[0]
+        index += 2 if takes_value.get(option) and "=" not in args[index] else 1
+    front, rest = list(args[: index + 1]), []
+    tail = iter(args[index + 1 :])
+    for word in tail:
+        if word == "--":
+            rest += [word, *tail]
+            break
+        option = word.split("=", 1)[0]
+        if option not in takes_value:
+            rest.append(word)
+            continue
+        moved = [word]
+        if takes_value[option] and "=" not in word:
+            moved += [value for value in (next(tail, None),) if value is not None]
+        front[index:index] = moved
+        index += len(moved)
+    return front + rest
+
+
+ctl_app = typer.Typer(
+    help="Control a running daemon.", no_args_is_help=True, cls=SharedOptionsAnywhere
+)
 
 
 class CtlContext:

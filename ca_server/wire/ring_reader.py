@@ -40,6 +40,7 @@ class RingStatus(enum.Enum):
     """What a reader knows about its ring's writer."""
 
     ABSENT = "absent"  # no ring file (daemon not started, or another name)
+    STARTING = "starting"  # writer alive, no frame published yet (warming up): never "hung"
     LIVE = "live"
     PAUSED = "paused"  # writer alive, simulation paused: no new frames expected
     STALE = "stale"  # writer dead (lock free) or hung (heartbeat old); last frames still readable
@@ -265,7 +266,11 @@ class RingReader:
         return ReadResult(pixels, metas, self._status, self._message, dropped)
 
     def _maybe_check(self, now_ns: int) -> None:
-        if now_ns >= self._next_check_ns and not self._closed:
+        if self._closed:
+            return
+        # A starting writer's first frame is noticed at once, not at the next liveness check.
+        first_frame = self._status is RingStatus.STARTING and self._att.words[_W_PUBLISHED] > 0
+        if now_ns >= self._next_check_ns or first_frame:
             self._check(now_ns)
 
     def _check(self, now_ns: int) -> None:
@@ -297,12 +302,16 @@ class RingReader:
                 f"the writer of ring {self._path} (pid {pid}) is gone: "
                 "its lock is free; restart `ca-server serve`",
             )
+        elif att.words[_W_PUBLISHED] == 0 and state != RingState.PAUSED:
+            # Building its simulation can take longer than the heartbeat bound; it is alive
+            # (its lock is held), so it is starting, not hung.
+            self._set(RingStatus.STARTING, f"the daemon (pid {pid}) has not published a frame yet")
         elif age_ns > self._stale_after_ns:
             self._set(
                 RingStatus.STALE,
                 f"the writer of ring {self._path} (pid {pid}) sent no "
-                f"heartbeat for {age_ns / 1e9:.1f} s; it may be hung: check `ca-server "
-                "status` or restart it",
+                f"heartbeat for {age_ns / 1e9:.1f} s; it may be hung: check "
+                f"`ca-server ctl --name {self.name} status` or restart it",
             )
         elif state == RingState.PAUSED:
             self._set(RingStatus.PAUSED, "")

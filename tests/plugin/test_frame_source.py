@@ -93,6 +93,7 @@ def test_changed_parameters_reach_the_daemon_once(fake_daemon: FakeDaemon) -> No
 
 
 def test_reseed_held_on_for_1000_polls_reseeds_the_daemon_once(fake_daemon: FakeDaemon) -> None:
+    fake_daemon.publish(1)  # running, not starting: a reseed pressed during start-up is moot
     source = FrameSource(fake_daemon.name)
     for _ in range(1000):
         source.poll({"ca_reseed": True})

@@ -4,6 +4,7 @@ over each local transport."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import select
@@ -366,3 +367,39 @@ def test_client_refuses_bad_settings() -> None:
         ControlClient("tcp://127.0.0.1:5555", timeout_s=0)
     with pytest.raises(ValueError, match="retries"):
         ControlClient("tcp://127.0.0.1:5555", retries=-1)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ctl", "--json", "--timeout", "2", "--control", "{endpoint}", "speed", "1.5"],
+        ["ctl", "speed", "1.5", "--json", "--timeout", "2", "--control", "{endpoint}"],
+        ["ctl", "speed", "--json", "--timeout=2", "1.5", "--control={endpoint}"],
+    ],
+    ids=["before", "after", "mixed"],
+)
+def test_ctl_takes_its_options_before_or_after_the_command(ipc_endpoint: str, argv) -> None:
+    from typer.testing import CliRunner
+
+    from ca_server.cli import app
+
+    counter = Counter()
+    with ThreadServedEndpoint(ipc_endpoint, {"speed": counter.handler("speed")}):
+        argv = [word.format(endpoint=ipc_endpoint) for word in argv]
+        result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"ok": True, "result": {"value": 1.5}}
+    assert counter.calls == {"speed": 1}
+
+
+def test_ctl_status_json_name_after_the_command_reaches_that_ring(runtime_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ca_server.cli import app
+    from ca_server.exit_codes import ExitCode
+
+    argv = ["ctl", "status", "--json", "--name", "absent", "--timeout", "0.2"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == ExitCode.UNAVAILABLE, result.output  # no daemon, said in JSON
+    reply = json.loads(result.stdout)
+    assert reply["ok"] is False and "absent.ctl" in reply["error"]["message"]

@@ -4,9 +4,14 @@
 field with a non-None default, overlaid with the load params, passed unvalidated to `__init__`.
 `ScopeCallLoop` reproduces the worker loop's contract: parameter updates go through a bounded
 queue (8, overflow dropped) and one is merged per iteration into the accumulated dict; every
-call gets the whole dict plus `init_cache` (True on the first call); a falsy return makes the
-loop sleep 10 ms, anything else is called again at once; returned float video is turned into
-uint8 as Scope does (`(x * 255).clamp(0, 255)` truncated), uint8 passes through.
+call gets the whole dict plus `init_cache`, which is True until a call has returned video and
+again on the call after `reset_cache()`; a falsy return makes the loop sleep 10 ms, anything
+else is called again at once; returned float video is turned into uint8 as Scope does
+(`(x * 255).clamp(0, 255)` truncated), uint8 passes through.
+
+One `ScopeCallLoop` is one session. Scope loads a pipeline instance once and reuses it: every
+session gets a new processor (a new loop) with its own initial parameters around the same
+instance, so a test of a second session makes a second `ScopeCallLoop` on the same pipeline.
 """
 
 from __future__ import annotations
@@ -64,7 +69,8 @@ class ScopeCallLoop:
         self.pipeline = pipeline
         self.parameters: dict[str, Any] = dict(initial_parameters or {})
         self.parameter_queue: queue.Queue[dict[str, Any]] = queue.Queue(PARAMETER_QUEUE_SIZE)
-        self.prepared = False
+        self.prepared = False  # Scope's `is_prepared`: set by the first call that returns video
+        self.pending_cache_init = False
         self.calls = 0
         self.max_call_s = 0.0
         self.frames_out = 0
@@ -77,24 +83,28 @@ class ScopeCallLoop:
             return False
         return True
 
+    def reset_cache(self) -> None:
+        """The user's cache reset: the next call gets `init_cache=True` again."""
+        self.pending_cache_init = True
+
     def step(self) -> CallRecord:
         with contextlib.suppress(queue.Empty):  # one update merged per iteration, as Scope does
             self.parameters = {**self.parameters, **self.parameter_queue.get_nowait()}
         self.pipeline.prepare(**self.parameters)
         call_params = dict(self.parameters)
-        call_params["init_cache"] = not self.prepared
+        call_params["init_cache"] = not self.prepared or self.pending_cache_init
         started = time.perf_counter()
         output = self.pipeline(**call_params)
         duration_s = time.perf_counter() - started
         self.calls += 1
         self.max_call_s = max(self.max_call_s, duration_s)
-        self.prepared = True
         if not output:
             time.sleep(EMPTY_SLEEP_S)
             return CallRecord(duration_s, 0, {})
         video = output.get("video")
         frames = 0
         if video is not None:
+            self.prepared, self.pending_cache_init = True, False
             uint8 = to_uint8_frames(video)
             frames = uint8.shape[0]
             self.frames_out += frames

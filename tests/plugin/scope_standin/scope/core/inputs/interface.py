@@ -39,5 +39,11 @@ class InputSource(ABC):
     @abstractmethod
     def disconnect(self): ...
 
+    def get_source_resolution(
+        self, identifier: str, timeout_ms: int = 5000
+    ) -> tuple[int, int] | None:
+        """(width, height) of source `identifier`, or None (Scope's API then answers 408)."""
+        return None
+
     def close(self):
         self.disconnect()
