@@ -81,7 +81,7 @@ def check_bind_endpoint(endpoint: str, *, allow_remote: bool = False) -> str:
         return endpoint
     if allow_remote:
         logger.warning(
-            "control endpoint %s is reachable from other hosts, unauthenticated", endpoint
+            "control endpoint %s is reachable from other hosts (CURVE: key holders only)", endpoint
         )
         return endpoint
     raise EndpointRefusedError(
@@ -112,8 +112,8 @@ def remove_stale_ipc_socket(endpoint: str) -> bool:
     return True
 
 
-def _new_socket(kind: int, endpoint: str) -> zmq.Socket:
-    sock = zmq.Context.instance().socket(kind)
+def _new_socket(kind: int, endpoint: str, context: zmq.Context | None = None) -> zmq.Socket:
+    sock = (context or zmq.Context.instance()).socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     if "://[" in endpoint:
         sock.setsockopt(zmq.IPV6, 1)
