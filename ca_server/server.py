@@ -21,7 +21,7 @@ from typing import Any
 
 from ca_server import __version__
 from ca_server.config import ServerConfig
-from ca_server.presets import UnknownPresetError, list_presets
+from ca_server.presets import PresetFileError, UnknownPresetError, catalog
 from ca_server.simulation import Simulation
 from ca_server.wire.control import ControlEndpoint, remove_stale_ipc_socket
 from ca_server.wire.errors import ControlError
@@ -35,6 +35,9 @@ log = logging.getLogger("ca_server.server")
 STAGES = ("step", "render", "copy", "publish")
 STAGE_EMA_WEIGHT = 0.05  # ~20-frame memory: steady enough to read, quick to show a change
 FPS_WINDOW_S = 1.0
+# Control may use this share of a frame period even when the frame loop has no idle time left;
+# the rest of a request flood waits for the next tick, so the video keeps its rate.
+CONTROL_SHARE_OF_PERIOD = 0.1
 
 
 class FrameClock:
@@ -100,6 +103,7 @@ class CAServer:
         self.started_s = time.monotonic()
         self.stats = FrameStats()
         self.clock = FrameClock(config.fps)
+        self._problems_logged: set[str] = set()
         control = config.control or default_control_endpoint(config.name)
         # The ring's lock makes this process the only server of the name, so only after taking it
         # is it safe to remove an ipc socket left behind by a killed predecessor.
@@ -148,7 +152,7 @@ class CAServer:
             self.endpoint.endpoint,
         )
         while not self.stop_requested:
-            self.endpoint.poll(0)
+            self.endpoint.poll(0, budget_s=CONTROL_SHARE_OF_PERIOD * self.clock.period_s)
             if self.paused:
                 self.writer.heartbeat()
                 self.stats.idle()
@@ -188,10 +192,11 @@ class CAServer:
         """Sleep until the next frame is due, answering control requests meanwhile."""
         deadline = time.monotonic() + seconds
         while not self.stop_requested:
-            remaining_ms = int((deadline - time.monotonic()) * 1e3)
+            remaining_s = deadline - time.monotonic()
+            remaining_ms = int(remaining_s * 1e3)
             if remaining_ms <= 0:
                 return
-            self.endpoint.poll(min(remaining_ms, 100))
+            self.endpoint.poll(min(remaining_ms, 100), budget_s=remaining_s)
             if self.paused:
                 self.writer.heartbeat()
 
@@ -226,6 +231,8 @@ class CAServer:
             self.simulation.set_preset(name)
         except UnknownPresetError as exc:
             raise ControlError(ErrorCode.UNKNOWN_PRESET, str(exc).strip("'\"")) from exc
+        except PresetFileError as exc:
+            raise ControlError(ErrorCode.UNKNOWN_PRESET, f"cannot load it: {exc}") from exc
         log.info("preset -> %s", name)
         return name
 
@@ -239,9 +246,16 @@ class CAServer:
         return paused
 
     def _presets(self) -> list[dict[str, str]]:
+        """The presets that load (from memory: see `presets.catalog`); a bad user file is logged
+        by name once and left out."""
+        found = catalog(self.config.presets_dir)
+        for problem in found.problems.values():
+            if problem not in self._problems_logged:
+                self._problems_logged.add(problem)
+                log.warning("preset file skipped: %s", problem)
         return [
             {"name": p.name, "title": p.title, "engine": p.engine, "description": p.description}
-            for p in list_presets(self.config.presets_dir)
+            for p in found.presets
         ]
 
     def _hello(self) -> dict[str, Any]:
