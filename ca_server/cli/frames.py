@@ -19,6 +19,8 @@ import typer
 from ca_server.cli.common import NameOption, fail, ring_name_or_default
 from ca_server.exit_codes import ExitCode
 
+READ_BATCH_FRAMES = 4  # frames per ring read: what `record` holds besides the encoder's one
+
 
 def presets(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
@@ -55,7 +57,7 @@ def snapshot(
     check_output_path(out, writable)
     reader = open_ring(ring_name_or_default(name))
     try:
-        frame = next(iter_frames(reader, seconds=0.0, timeout_s=timeout))[0]
+        frame = next(iter_frames(reader, seconds=0.0, timeout_s=timeout))[0].copy()
     finally:
         reader.close()
     try:
@@ -152,13 +154,19 @@ def open_ring(name: str) -> Any:
 
 
 def iter_frames(reader: Any, *, seconds: float, timeout_s: float) -> Iterator[tuple[Any, int]]:
-    """Yield (frame, t_mono_ns) as frames arrive for `seconds` (0: just the newest one); each
-    frame is (H, W, 3) uint8 on the host, a fresh array. Exits 69 with a clear line when no frame
-    arrives within `timeout_s`."""
+    """Yield (frame, t_mono_ns) as frames arrive for `seconds` (0: just the newest one). Each
+    frame is an (H, W, 3) uint8 host view into one reused batch buffer, valid until the next
+    frame is asked for: copy it to keep it. Exits 69 with a clear line when no frame arrives
+    within `timeout_s`."""
+    import numpy as np
+
     started = time.monotonic()
     any_frame = False
+    batch = None
     while True:
-        result = reader.read_new(1 if seconds == 0 else 8)
+        if batch is None and reader.frame_shape is not None:
+            batch = np.empty((READ_BATCH_FRAMES, *reader.frame_shape), np.uint8)
+        result = reader.read_new(1 if seconds == 0 else READ_BATCH_FRAMES, out=batch)
         for pixels, meta in zip(result.pixels, result.meta, strict=True):
             any_frame = True
             yield pixels, meta.t_mono_ns
@@ -210,7 +218,7 @@ class GifStream:
     def add(self, frame: Any, t_mono_ns: int) -> None:
         if self._held is not None:
             self._write(self._held[0], (t_mono_ns - self._held[1]) / 1e6)
-        self._held = (frame, t_mono_ns)
+        self._held = (frame.copy(), t_mono_ns)  # `frame` is a view the reader will reuse
 
     def close(self) -> None:
         try:
