@@ -8,8 +8,6 @@ from typing import Any
 import msgpack
 import zmq
 
-from ca_server.wire.control_keys import load_client_keys, uses_curve
-
 
 class Counter:
     """Handlers that count how often each op was applied."""
@@ -34,7 +32,9 @@ def raw_socket(kind: int, endpoint: str) -> zmq.Socket:
     from the runtime folder when the endpoint is TCP, as a real client must."""
     sock = zmq.Context.instance().socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
-    if uses_curve(endpoint):
+    if endpoint.startswith("tcp://"):
+        from ca_server.wire.control_keys import load_client_keys
+
         keys = load_client_keys()
         sock.curve_serverkey = keys.server_public
         sock.curve_publickey = keys.client_public

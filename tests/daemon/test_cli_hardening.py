@@ -14,7 +14,6 @@ import pytest
 from daemon_process import DaemonProcess, cli_command
 
 from ca_server.exit_codes import ExitCode
-from ca_server.presets import catalog
 from ca_server.wire.paths import ring_path
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(180)]
@@ -165,6 +164,7 @@ def test_the_catalogue_is_parsed_once_and_reloaded_on_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import ca_server.presets.loading as loading
+    from ca_server.presets import catalog
 
     parsed: list[str] = []
     real_parse = loading.parse_preset

@@ -14,7 +14,6 @@ import zmq
 from control_testkit import Counter, pack, raw_socket
 
 from ca_server.wire.control import ControlClient, ControlEndpoint
-from ca_server.wire.control_keys import CLIENT_KEY_FILE, SERVER_KEY_FILE, ensure_server_keys
 from ca_server.wire.protocol import ErrorCode, Reply, decode_reply
 
 pytestmark = pytest.mark.timeout(60)
@@ -125,6 +124,8 @@ def test_a_reused_id_with_other_content_is_an_error_not_the_cached_reply(
 
 
 def test_tcp_control_needs_the_curve_key(runtime_dir: Path) -> None:
+    from ca_server.wire.control_keys import CLIENT_KEY_FILE, SERVER_KEY_FILE, ensure_server_keys
+
     counter = Counter()
     with ControlEndpoint("tcp://127.0.0.1:*", {"ping": counter.handler("ping")}) as served:
         for name in (SERVER_KEY_FILE, CLIENT_KEY_FILE):
@@ -163,5 +164,7 @@ def test_tcp_control_needs_the_curve_key(runtime_dir: Path) -> None:
 
 
 def test_key_files_are_reused_across_restarts(runtime_dir: Path) -> None:
+    from ca_server.wire.control_keys import ensure_server_keys
+
     first = ensure_server_keys()
     assert ensure_server_keys() == first
