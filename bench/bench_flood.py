@@ -126,7 +126,7 @@ def measure(size: int, fps: float, window_s: float, clients: int) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--fps", type=float, nargs="+", default=[20.0, 8.0], help="per size")
+    parser.add_argument("--fps", type=float, nargs="+", default=[30.0, 30.0], help="per size")
     parser.add_argument("--window-s", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=50)
     args = parser.parse_args()

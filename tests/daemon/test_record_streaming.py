@@ -39,6 +39,7 @@ def test_record_keeps_a_bounded_number_of_frames_in_memory(
             step = 0
             while not stop.is_set():
                 step += 1
+                frame[0, 0, 1] = step % 256  # no two neighbours equal: GIF would merge them
                 writer.write(frame, sim_step=step, params_version=0)
                 time.sleep(1 / 30)
 
