@@ -160,6 +160,7 @@ class CAServer:
             self.config.fps,
             self.endpoint.endpoint,
         )
+        self._presets()  # name any bad file in --presets-dir now, not at the first request
         while not self.stop_requested:
             self.endpoint.poll(0, budget_s=CONTROL_SHARE_OF_PERIOD * self.clock.period_s)
             self._apply_pending_change()

@@ -96,6 +96,14 @@ def test_tcp_control_works_with_the_key_and_not_without(daemon_factory, tmp_path
     completed = run_cli("ctl", "--control", endpoint, "--timeout", "0.5", "ping", env=no_key)
     stderr = one_line_failure(completed, ExitCode.UNAVAILABLE)
     assert "control key" in stderr and "CA_SERVER_CONTROL_KEY" in stderr
+    copy = elsewhere / "copied.key"  # as on another machine: a copy of the file, given by option
+    copy.write_bytes((runtime / "control.key").read_bytes())
+    copy.chmod(0o600)
+    with_copy = run_cli(
+        "ctl", "--control", endpoint, "--control-key", str(copy), "--timeout", "5", "ping",
+        env=no_key,
+    )  # fmt: skip
+    assert with_copy.returncode == 0, with_copy.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="planting another uid's file needs root")
