@@ -179,3 +179,18 @@ def test_another_users_stale_ring_is_refused_not_removed(ring_env) -> None:
     with pytest.raises(WireError, match="belongs to uid 54321"):
         RingWriter("stale", 32, 32, slots=2)
     assert path.exists()
+
+
+@needs_root
+def test_another_users_ipc_socket_is_refused_not_removed(tmp_path: Path) -> None:
+    import socket
+
+    from ca_server.wire.control import remove_stale_ipc_socket
+
+    path = tmp_path / "planted.ctl"
+    with socket.socket(socket.AF_UNIX) as planted:
+        planted.bind(str(path))
+    os.chown(path, OTHER_UID, OTHER_UID)
+    with pytest.raises(WireError, match="belongs to uid 54321"):
+        remove_stale_ipc_socket(f"ipc://{path}")
+    assert path.exists()
