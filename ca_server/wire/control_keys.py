@@ -142,13 +142,13 @@ def _write_key_file(path: Path, **keys: bytes) -> None:
     lines += [f"{name} = {value.decode('ascii')}" for name, value in keys.items()]
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, ("\n".join(lines) + "\n").encode("ascii"))
-        os.close(fd)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            os.write(fd, ("\n".join(lines) + "\n").encode("ascii"))
+        finally:
+            os.close(fd)
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
