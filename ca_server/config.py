@@ -18,6 +18,10 @@ from ca_server.xp import BACKEND_CHOICES
 
 GPU_DEFAULT_SIZE = 1024
 CPU_DEFAULT_SIZE = 512
+# The one rule for frame sides, also enforced by Simulation: below 32 the kernels' radii and
+# the flow field's cells do not fit; above 8192 no card we target holds the fields.
+MIN_FRAME_SIDE = 32
+MAX_FRAME_SIDE = 8192
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -65,8 +69,11 @@ class ServerConfig:
         if self.gpu < 0:
             raise ConfigError(f"--gpu {self.gpu}: a GPU index is 0 or more")
         for option, side in (("--width", self.width), ("--height", self.height)):
-            if side is not None and not 16 <= side <= 8192:
-                raise ConfigError(f"{option} {side}: choose a size from 16 to 8192 pixels")
+            if side is not None and not MIN_FRAME_SIDE <= side <= MAX_FRAME_SIDE:
+                raise ConfigError(
+                    f"{option} {side}: choose a size from {MIN_FRAME_SIDE} to {MAX_FRAME_SIDE} "
+                    "pixels"
+                )
         if not (math.isfinite(self.fps) and 1 <= self.fps <= 2000):
             raise ConfigError(f"--fps {self.fps}: choose a frame rate from 1 to 2000")
         if not 2 <= self.slots <= 56:

@@ -13,7 +13,9 @@ endpoint, shutdown undoes it in reverse.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import random
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +23,7 @@ from typing import Any
 
 from ca_server import __version__
 from ca_server.config import ServerConfig
-from ca_server.presets import UnknownPresetError, list_presets
+from ca_server.presets import PresetFileError, UnknownPresetError, catalog
 from ca_server.simulation import Simulation
 from ca_server.wire.control import ControlEndpoint, remove_stale_ipc_socket
 from ca_server.wire.errors import ControlError
@@ -35,6 +37,13 @@ log = logging.getLogger("ca_server.server")
 STAGES = ("step", "render", "copy", "publish")
 STAGE_EMA_WEIGHT = 0.05  # ~20-frame memory: steady enough to read, quick to show a change
 FPS_WINDOW_S = 1.0
+# Control may use this share of a frame period even when the frame loop has no idle time left;
+# the rest of a request flood waits for the next tick, so the video keeps its rate.
+CONTROL_SHARE_OF_PERIOD = 0.1
+# A preset change or reseed rebuilds the world in the next frames (~50 ms at 256² on a CPU), so
+# changes closer together than this are merged (the latest preset and seed win) and applied at
+# the interval: a flood of changes costs what a steady stream of 4 a second does.
+CHANGE_INTERVAL_S = 0.25
 
 
 class FrameClock:
@@ -100,6 +109,10 @@ class CAServer:
         self.started_s = time.monotonic()
         self.stats = FrameStats()
         self.clock = FrameClock(config.fps)
+        self._problems_logged: set[str] = set()
+        self._pending_preset: str | None = None
+        self._pending_seed: int | None = None
+        self._last_change_s = -math.inf
         control = config.control or default_control_endpoint(config.name)
         # The ring's lock makes this process the only server of the name, so only after taking it
         # is it safe to remove an ipc socket left behind by a killed predecessor.
@@ -147,8 +160,10 @@ class CAServer:
             self.config.fps,
             self.endpoint.endpoint,
         )
+        self._presets()  # name any bad file in --presets-dir now, not at the first request
         while not self.stop_requested:
-            self.endpoint.poll(0)
+            self.endpoint.poll(0, budget_s=CONTROL_SHARE_OF_PERIOD * self.clock.period_s)
+            self._apply_pending_change()
             if self.paused:
                 self.writer.heartbeat()
                 self.stats.idle()
@@ -188,10 +203,11 @@ class CAServer:
         """Sleep until the next frame is due, answering control requests meanwhile."""
         deadline = time.monotonic() + seconds
         while not self.stop_requested:
-            remaining_ms = int((deadline - time.monotonic()) * 1e3)
+            remaining_s = deadline - time.monotonic()
+            remaining_ms = int(remaining_s * 1e3)
             if remaining_ms <= 0:
                 return
-            self.endpoint.poll(min(remaining_ms, 100))
+            self.endpoint.poll(min(remaining_ms, 100), budget_s=remaining_s)
             if self.paused:
                 self.writer.heartbeat()
 
@@ -203,11 +219,11 @@ class CAServer:
             "ping": lambda _args: {"pong": True, "pid": os.getpid()},
             "status": lambda _args: self.status(),
             "presets": lambda _args: self._presets(),
-            "preset": lambda args: self._change(self._set_preset, args["name"]),
+            "preset": lambda args: self._change(self._request_preset, args["name"]),
             "speed": lambda args: self._change(self._set_attr, "speed", args["value"]),
             "hue": lambda args: self._change(self._set_attr, "hue_shift", args["value"]),
             "brightness": lambda args: self._change(self._set_attr, "brightness", args["value"]),
-            "reseed": lambda args: self._change(self.simulation.reseed, args.get("seed")),
+            "reseed": lambda args: self._change(self._request_reseed, args.get("seed")),
             "pause": lambda _args: self._change(self._set_paused, True),
             "resume": lambda _args: self._change(self._set_paused, False),
         }
@@ -221,13 +237,43 @@ class CAServer:
             result["value"] = value
         return result
 
-    def _set_preset(self, name: str) -> str:
+    def _request_preset(self, name: str) -> str:
         try:
-            self.simulation.set_preset(name)
+            catalog(self.config.presets_dir).get(name)  # refuse a bad name now, from memory
         except UnknownPresetError as exc:
             raise ControlError(ErrorCode.UNKNOWN_PRESET, str(exc).strip("'\"")) from exc
-        log.info("preset -> %s", name)
+        except PresetFileError as exc:
+            raise ControlError(ErrorCode.UNKNOWN_PRESET, f"cannot load it: {exc}") from exc
+        self._pending_preset = name
+        self._apply_pending_change()
         return name
+
+    def _request_reseed(self, seed: int | None) -> int:
+        if seed is None:  # drawn here, so the reply can name it even if the change waits
+            seed = random.randrange(2**31 - 1)
+        self._pending_seed = seed
+        self._apply_pending_change()
+        return seed
+
+    def _apply_pending_change(self) -> None:
+        """Start the merged pending preset change and reseed, unless one started less than
+        CHANGE_INTERVAL_S ago (then the next tick tries again)."""
+        if self._pending_preset is None and self._pending_seed is None:
+            return
+        now = time.monotonic()
+        if now - self._last_change_s < CHANGE_INTERVAL_S:
+            return
+        self._last_change_s = now
+        name, seed = self._pending_preset, self._pending_seed
+        self._pending_preset = self._pending_seed = None
+        try:
+            if name is not None:
+                self.simulation.set_preset(name)
+                log.info("preset -> %s", name)
+            if seed is not None:
+                self.simulation.reseed(seed)
+        except (UnknownPresetError, PresetFileError) as exc:  # the file changed since the check
+            log.warning("preset change dropped: %s", exc)
 
     def _set_attr(self, attribute: str, value: float) -> float:
         setattr(self.simulation, attribute, value)
@@ -239,9 +285,16 @@ class CAServer:
         return paused
 
     def _presets(self) -> list[dict[str, str]]:
+        """The presets that load (from memory: see `presets.catalog`); a bad user file is logged
+        by name once and left out."""
+        found = catalog(self.config.presets_dir)
+        for problem in found.problems.values():
+            if problem not in self._problems_logged:
+                self._problems_logged.add(problem)
+                log.warning("preset file skipped: %s", problem)
         return [
             {"name": p.name, "title": p.title, "engine": p.engine, "description": p.description}
-            for p in list_presets(self.config.presets_dir)
+            for p in found.presets
         ]
 
     def _hello(self) -> dict[str, Any]:
@@ -271,11 +324,11 @@ class CAServer:
             "device": self.backend.device_name,
             "width": self.config.width,
             "height": self.config.height,
-            "preset": sim.preset_name,
+            "preset": self._pending_preset or sim.preset_name,
             "speed": sim.speed,
             "hue": sim.hue_shift,
             "brightness": sim.brightness,
-            "seed": sim.seed,
+            "seed": sim.seed if self._pending_seed is None else self._pending_seed,
             "paused": self.paused,
             "params_version": self.params_version,
             "target_fps": self.config.fps,

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ca_server.config import MIN_FRAME_SIDE
 from ca_server.crossfade import Crossfade
 from ca_server.engines.keep_moving import NoisePool
 from ca_server.fused import KERNEL_SOURCES
@@ -74,8 +75,11 @@ class Simulation:
         flow_factory: Callable[..., Any] | None = None,
         renderer_factory: Callable[..., Any] | None = None,
     ):
-        if width < 32 or height < 32:
-            raise ValueError(f"simulation size {width}x{height} is too small; use at least 32x32")
+        if width < MIN_FRAME_SIDE or height < MIN_FRAME_SIDE:
+            raise ValueError(
+                f"simulation size {width}x{height} is too small; use at least "
+                f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}"
+            )
         self.backend, self.width, self.height = backend, int(width), int(height)
         self.presets_dir = presets_dir
         self.warmup_budget_s = warmup_budget_s

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgpack
+import zmq
 
 
 class Counter:
@@ -24,3 +25,19 @@ class Counter:
 
 def pack(message: object) -> bytes:
     return msgpack.packb(message, use_bin_type=True)
+
+
+def raw_socket(kind: int, endpoint: str) -> zmq.Socket:
+    """A bare ZeroMQ socket (linger 0) connected to `endpoint`, holding the client CURVE key
+    from the runtime folder when the endpoint is TCP, as a real client must."""
+    sock = zmq.Context.instance().socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    if endpoint.startswith("tcp://"):
+        from ca_server.wire.control_keys import load_client_keys
+
+        keys = load_client_keys()
+        sock.curve_serverkey = keys.server_public
+        sock.curve_publickey = keys.client_public
+        sock.curve_secretkey = keys.client_secret
+    sock.connect(endpoint)
+    return sock

@@ -2,7 +2,7 @@
 
 Each command sends one request through `ControlClient` and prints the result; with `--json`,
 stdout carries exactly one JSON object and failures exit with the protocol's exit code. The
-shared options (`--json`, `--name`, `--timeout`, `--control`) may come before or after the
+shared options (`--json`, `--name`, `--timeout`, `--control`, `--control-key`) may come before or after the
 command: `ca-server ctl status --json` is what people type.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -68,8 +69,16 @@ ctl_app = typer.Typer(
 class CtlContext:
     """Options shared by every `ctl` command."""
 
-    def __init__(self, name: str, control: str | None, timeout_s: float, as_json: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        control: str | None,
+        timeout_s: float,
+        as_json: bool,
+        control_key: Path | None = None,
+    ) -> None:
         self.name, self.control, self.timeout_s, self.as_json = name, control, timeout_s, as_json
+        self.control_key = control_key
 
     def endpoint(self) -> str:
         """`--control`, else the endpoint the live ring advertises, else the name's default."""
@@ -91,11 +100,16 @@ class CtlContext:
     def call(self, op: str, **args: Any) -> Any:
         """Send one request; print the outcome; exit non-zero on any failure."""
         from ca_server.wire.control import ControlClient
+        from ca_server.wire.control_keys import load_client_keys, uses_curve
         from ca_server.wire.errors import ControlError, DaemonUnavailableError, WireError
         from ca_server.wire.protocol import exit_code_for
 
         try:
-            with ControlClient(self.endpoint(), timeout_s=self.timeout_s) as client:
+            endpoint = self.endpoint()
+            keys = None
+            if self.control_key is not None and uses_curve(endpoint):
+                keys = load_client_keys(self.control_key)
+            with ControlClient(endpoint, timeout_s=self.timeout_s, curve_keys=keys) as client:
                 return client.call(op, **args)
         except DaemonUnavailableError as exc:
             self._fail(exc.code, exc.message, ExitCode.UNAVAILABLE)
@@ -125,11 +139,18 @@ def ctl(
         float, typer.Option(envvar="CA_SERVER_TIMEOUT", help="Seconds per attempt.")
     ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    control_key: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="CA_SERVER_CONTROL_KEY",
+            help="The daemon's control.key, for tcp:// (default: the runtime folder's).",
+        ),
+    ] = None,
 ) -> None:
     """Control a running daemon (found by --name, default gpu0)."""
     if not 0 < timeout <= 60:
         fail(f"--timeout {timeout}: choose from 0 to 60 seconds", ExitCode.USAGE)
-    context.obj = CtlContext(ring_name_or_default(name), control, timeout, as_json)
+    context.obj = CtlContext(ring_name_or_default(name), control, timeout, as_json, control_key)
 
 
 @ctl_app.command()

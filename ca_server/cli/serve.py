@@ -78,7 +78,7 @@ def serve(
 
 def run_server(config: Any) -> ExitCode:
     """Start the daemon for `config`, serve until a signal, shut down; return the exit code."""
-    from ca_server.presets import UnknownPresetError
+    from ca_server.presets import PresetFileError, UnknownPresetError
     from ca_server.server import CAServer
     from ca_server.wire.errors import (
         EndpointRefusedError,
@@ -101,6 +101,9 @@ def run_server(config: Any) -> ExitCode:
     except UnknownPresetError as exc:
         log.error("%s", str(exc).strip("'\""))
         return ExitCode.USAGE
+    except PresetFileError as exc:
+        log.error("%s", exc)
+        return ExitCode.CONFIG
     except RingInUseError as exc:
         log.error("%s", exc)
         return ExitCode.IN_USE
@@ -121,6 +124,9 @@ def run_server(config: Any) -> ExitCode:
     server.install_signal_handlers()
     try:
         server.run()
+    except RingError as exc:  # e.g. the ring file truncated under us: one line, not SIGBUS
+        log.error("%s", exc)
+        return ExitCode.UNEXPECTED
     except Exception as exc:
         if not backend.ran_out_of_memory(exc):
             log.exception("the daemon stopped on an unexpected error")

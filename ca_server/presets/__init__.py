@@ -18,20 +18,28 @@ from ca_server.presets.catalog import (
     PresetFileError,
     PresetInfo,
     UnknownPresetError,
+    parse_preset,
+)
+from ca_server.presets.loading import (
+    MAX_PRESET_FILE_BYTES,
+    Catalog,
+    catalog,
     load_all,
     load_one,
-    parse_preset,
 )
 
 __all__ = [
     "DEFAULT_PRESET",
     "ENGINE_NAMES",
     "FLOW_NAMES",
+    "MAX_PRESET_FILE_BYTES",
+    "Catalog",
     "Preset",
     "PresetError",
     "PresetFileError",
     "PresetInfo",
     "UnknownPresetError",
+    "catalog",
     "list_presets",
     "load_preset",
     "parse_preset",

@@ -12,11 +12,10 @@ engine. This module must import nothing but the standard library: the Scope plug
 from __future__ import annotations
 
 import re
+import reprlib
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -30,7 +29,10 @@ SEED_KINDS: Mapping[str, tuple[str, ...]] = {
     "gray_scott": ("dense", "center", "random"),
 }
 DEFAULT_SEED_DENSITY = 0.5
-_NAME_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
+_NAME_PATTERN = re.compile(r"[a-z0-9_]{1,64}")
+_brief_repr = reprlib.Repr()
+_brief_repr.maxlevel, _brief_repr.maxstring, _brief_repr.maxother = 2, 60, 60
+brief = _brief_repr.repr  # quotes a user's value in an error line: bounded, never too deep
 
 
 class PresetError(Exception):
@@ -88,7 +90,7 @@ class Preset:
 def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[Any], float]:
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"must be a number, got {type(value).__name__} {value!r}")
+            raise ValueError(f"must be a number, got {type(value).__name__} {brief(value)}")
         value = float(value)
         if value < low or value > high or (low_open and value == low):
             bracket = "(" if low_open else "["
@@ -101,7 +103,7 @@ def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[Any
 def _integer(low: int, high: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be an integer, got {value!r}")
+            raise ValueError(f"must be an integer, got {brief(value)}")
         if not low <= value <= high:
             raise ValueError(f"must be in [{low}, {high}], got {value}")
         return value
@@ -111,7 +113,7 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
 
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"must be a non-empty string, got {value!r}")
+        raise ValueError(f"must be a non-empty string, got {brief(value)}")
     return value
 
 
@@ -120,7 +122,7 @@ def _number_list(low: float, high: float, *, low_open: bool = False) -> Callable
 
     def check(value: Any) -> tuple[float, ...]:
         if not isinstance(value, list) or not value:
-            raise ValueError(f"must be a non-empty list of numbers, got {value!r}")
+            raise ValueError(f"must be a non-empty list of numbers, got {brief(value)}")
         return tuple(item(v) for v in value)
 
     return check
@@ -133,10 +135,10 @@ def _rings(value: Any) -> tuple[tuple[float, float], ...]:
     rings = []
     for pair in value:
         if not isinstance(pair, list) or len(pair) != 2:
-            raise ValueError(f"each ring must be [inner, outer], got {pair!r}")
+            raise ValueError(f"each ring must be [inner, outer], got {brief(pair)}")
         inner, outer = radius(pair[0]), radius(pair[1])
         if outer <= inner:
-            raise ValueError(f"ring {pair!r} needs outer > inner")
+            raise ValueError(f"ring {brief(pair)} needs outer > inner")
         rings.append((inner, outer))
     return tuple(rings)
 
@@ -148,14 +150,14 @@ def _rules(value: Any) -> tuple[tuple[tuple[float, float], ...], ...]:
     per_ring = []
     for intervals in value:
         if not isinstance(intervals, list) or not intervals:
-            raise ValueError(f"each ring's rules must be a non-empty list, got {intervals!r}")
+            raise ValueError(f"each ring's rules must be a non-empty list, got {brief(intervals)}")
         cleaned = []
         for interval in intervals:
             if not isinstance(interval, list) or len(interval) != 2:
-                raise ValueError(f"each rule must be [low, high], got {interval!r}")
+                raise ValueError(f"each rule must be [low, high], got {brief(interval)}")
             low, high = bound(interval[0]), bound(interval[1])
             if high < low:
-                raise ValueError(f"rule {interval!r} needs high >= low")
+                raise ValueError(f"rule {brief(interval)} needs high >= low")
             cleaned.append((low, high))
         per_ring.append(tuple(cleaned))
     return tuple(per_ring)
@@ -286,6 +288,15 @@ def parse_preset(text: str, source: str, expected_name: str | None = None) -> Pr
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PresetFileError(f"{source}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise PresetFileError(f"{source}: nested too deeply to be a preset") from None
+    try:
+        return _validated(document, source, expected_name)
+    except RecursionError:
+        raise PresetFileError(f"{source}: nested too deeply to be a preset") from None
+
+
+def _validated(document: dict[str, Any], source: str, expected_name: str | None) -> Preset:
     try:
         unknown = sorted(set(document) - {"preset", "engine", "seed", "flow", "render"})
         if unknown:
@@ -293,7 +304,7 @@ def parse_preset(text: str, source: str, expected_name: str | None = None) -> Pr
                 unknown[0], "unknown table; known: preset, engine, seed, flow, render"
             )
         head = _checked_table(_table(document, "preset", required=True), "preset", _PRESET_SCHEMA)
-        if not _NAME_PATTERN.match(head["name"]):
+        if not _NAME_PATTERN.fullmatch(head["name"]):
             raise _FieldError("preset.name", "must be lowercase letters, digits and _ only")
         if expected_name is not None and head["name"] != expected_name:
             raise _FieldError("preset.name", f"must match the file name {expected_name!r}")
@@ -331,49 +342,3 @@ def parse_preset(text: str, source: str, expected_name: str | None = None) -> Pr
         render=MappingProxyType(render),
         source=source,
     )
-
-
-def _packaged_files() -> Iterable[tuple[str, str, Callable[[], str]]]:
-    data = resources.files(__package__).joinpath("data")
-    for entry in data.iterdir():
-        if entry.name.endswith(".toml"):
-            yield entry.name[:-5], f"ca_server/presets/data/{entry.name}", entry.read_text
-
-
-def _user_files(presets_dir: Path) -> Iterable[tuple[str, str, Callable[[], str]]]:
-    directory = Path(presets_dir)
-    if not directory.is_dir():
-        raise PresetFileError(f"{directory}: presets_dir is not a directory; create it or unset it")
-    for path in sorted(directory.glob("*.toml")):
-        yield path.stem, str(path), lambda path=path: path.read_text(encoding="utf-8")
-
-
-def _sources(presets_dir: Path | None) -> dict[str, tuple[str, Callable[[], str]]]:
-    """Map name -> (source label, reader); user files override packaged ones of the same name."""
-    found = {name: (label, read) for name, label, read in _packaged_files()}
-    if presets_dir is not None:
-        found.update({name: (label, read) for name, label, read in _user_files(presets_dir)})
-    return found
-
-
-def _read(name: str, label: str, read: Callable[[], str]) -> Preset:
-    try:
-        text = read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PresetFileError(f"{label}: cannot read ({exc})") from None
-    return parse_preset(text, label, expected_name=name)
-
-
-def load_all(presets_dir: Path | None = None) -> list[Preset]:
-    """Every preset, validated, sorted by (order, name)."""
-    presets = [_read(name, *source) for name, source in _sources(presets_dir).items()]
-    return sorted(presets, key=lambda preset: (preset.order, preset.name))
-
-
-def load_one(name: str, presets_dir: Path | None = None) -> Preset:
-    """One preset by name; UnknownPresetError lists the valid names."""
-    sources = _sources(presets_dir)
-    if name not in sources:
-        valid = ", ".join(preset.name for preset in load_all(presets_dir))
-        raise UnknownPresetError(f"unknown preset {name!r}; valid presets: {valid}")
-    return _read(name, *sources[name])

@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq
 
+from ca_server.wire.control_keys import ClientKeys, load_client_keys, uses_curve
 from ca_server.wire.endpoint_addresses import _new_socket
 from ca_server.wire.errors import ControlError, DaemonUnavailableError, WireError
 from ca_server.wire.protocol import (
@@ -40,7 +41,9 @@ class ControlClient:
 
     `call` waits for its reply (at most `timeout_s` per attempt, `retries` more attempts after
     the first, each on a fresh socket); `send` and `poll_replies` never block, for callers such
-    as the Scope plugin that must not wait on the network.
+    as the Scope plugin that must not wait on the network. A tcp:// endpoint needs the daemon's
+    CURVE key: `curve_keys`, else the file `control_keys.client_key_path()` names (WireError
+    says how to get it when missing).
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class ControlClient:
         timeout_s: float = 1.0,
         retries: int = 1,
         ops: Mapping[str, OpSpec] = OPS,
+        curve_keys: ClientKeys | None = None,
     ) -> None:
         if not isinstance(endpoint, str) or "://" not in endpoint:
             raise WireError(
@@ -63,6 +67,9 @@ class ControlClient:
         self.timeout_s = float(timeout_s)
         self.retries = retries
         self._ops = ops
+        self._curve_keys = curve_keys
+        if uses_curve(endpoint) and curve_keys is None:
+            self._curve_keys = load_client_keys()
         self._client_token = secrets.token_hex(8)
         self._ids = itertools.count(1)
         self._pending_sends: collections.OrderedDict[int, None] = collections.OrderedDict()
@@ -75,6 +82,10 @@ class ControlClient:
         try:
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.SNDHWM, CLIENT_SEND_HWM)
+            if uses_curve(self.endpoint) and self._curve_keys is not None:
+                sock.curve_serverkey = self._curve_keys.server_public
+                sock.curve_publickey = self._curve_keys.client_public
+                sock.curve_secretkey = self._curve_keys.client_secret
             sock.connect(self.endpoint)
         except zmq.ZMQError as exc:
             sock.close(linger=0)
@@ -108,9 +119,10 @@ class ControlClient:
                 logger.debug("no reply to %s from %s; retrying on a new socket", op, self.endpoint)
             self._reset_socket()
         total_s = self.timeout_s * (self.retries + 1)
+        hint = " (or it refused our CURVE key: copy its control.key again)"
         raise DaemonUnavailableError(
-            f"no ca-server daemon answered at {self.endpoint} within {total_s:g} s; "
-            "start one with `ca-server serve`"
+            f"no ca-server daemon answered at {self.endpoint} within {total_s:g} s"
+            f"{hint if uses_curve(self.endpoint) else ''}; start one with `ca-server serve`"
         )
 
     def _send_before(self, payload: bytes, deadline: float) -> bool:

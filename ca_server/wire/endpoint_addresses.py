@@ -14,7 +14,7 @@ import stat
 
 import zmq
 
-from ca_server.wire.errors import EndpointRefusedError, WireError
+from ca_server.wire.errors import EndpointRefusedError, UnsafePathError, WireError
 from ca_server.wire.paths import IPC_PATH_MAX_BYTES
 
 # The public module's name, so log filters set on `ca_server.wire.control` keep working.
@@ -81,7 +81,7 @@ def check_bind_endpoint(endpoint: str, *, allow_remote: bool = False) -> str:
         return endpoint
     if allow_remote:
         logger.warning(
-            "control endpoint %s is reachable from other hosts, unauthenticated", endpoint
+            "control endpoint %s is reachable from other hosts (CURVE: key holders only)", endpoint
         )
         return endpoint
     raise EndpointRefusedError(
@@ -105,6 +105,11 @@ def remove_stale_ipc_socket(endpoint: str) -> bool:
         return False
     if not stat.S_ISSOCK(info.st_mode):
         raise WireError(f"{path} exists and is not a socket; refusing to delete it")
+    if info.st_uid != os.geteuid():
+        raise UnsafePathError(
+            f"ipc socket {path} belongs to uid {info.st_uid}, not to you; refusing to delete it: "
+            "pick another --control path"
+        )
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -112,8 +117,8 @@ def remove_stale_ipc_socket(endpoint: str) -> bool:
     return True
 
 
-def _new_socket(kind: int, endpoint: str) -> zmq.Socket:
-    sock = zmq.Context.instance().socket(kind)
+def _new_socket(kind: int, endpoint: str, context: zmq.Context | None = None) -> zmq.Socket:
+    sock = (context or zmq.Context.instance()).socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     if "://[" in endpoint:
         sock.setsockopt(zmq.IPV6, 1)

@@ -12,6 +12,10 @@ class WireError(Exception):
     """Base of every error raised by `ca_server.wire`."""
 
 
+class UnsafePathError(WireError):
+    """A runtime, ring or key path is a symlink, a FIFO, or another user's: refused, untouched."""
+
+
 class RingError(WireError):
     """A shared-memory ring could not be created, attached or read."""
 

@@ -30,6 +30,7 @@ from typing import Any
 import msgpack
 
 from ca_server.wire.errors import ControlError
+from ca_server.wire.message_limits import MAX_NESTING, brief, nesting_exceeds
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)
@@ -183,22 +184,26 @@ def _format_bound(bound: float) -> str:
 
 def _check_arg(op: str, spec: ArgSpec, value: Any) -> Any:
     """Return `value` converted to `spec.type`, or raise BAD_ARGS saying what is allowed."""
-    where = f"{op}: argument {spec.name!r}"
+    where = f"{op}: argument {brief(spec.name)}"
     if spec.type is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ControlError(ErrorCode.BAD_ARGS, f"{where} must be a number, got {value!r}")
+            raise ControlError(ErrorCode.BAD_ARGS, f"{where} must be a number, got {brief(value)}")
         value = float(value)
         if not math.isfinite(value):
-            raise ControlError(ErrorCode.BAD_ARGS, f"{where} must be finite, got {value!r}")
+            raise ControlError(ErrorCode.BAD_ARGS, f"{where} must be finite, got {brief(value)}")
     elif spec.type is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ControlError(ErrorCode.BAD_ARGS, f"{where} must be an integer, got {value!r}")
+            raise ControlError(
+                ErrorCode.BAD_ARGS, f"{where} must be an integer, got {brief(value)}"
+            )
     elif spec.type is bool:
         if not isinstance(value, bool):
-            raise ControlError(ErrorCode.BAD_ARGS, f"{where} must be true or false, got {value!r}")
+            raise ControlError(
+                ErrorCode.BAD_ARGS, f"{where} must be true or false, got {brief(value)}"
+            )
     elif spec.type is str:
         if not isinstance(value, str):
-            raise ControlError(ErrorCode.BAD_ARGS, f"{where} must be a string, got {value!r}")
+            raise ControlError(ErrorCode.BAD_ARGS, f"{where} must be a string, got {brief(value)}")
         if spec.max_len is not None and len(value) > spec.max_len:
             raise ControlError(
                 ErrorCode.BAD_ARGS,
@@ -208,7 +213,9 @@ def _check_arg(op: str, spec: ArgSpec, value: Any) -> Any:
     if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
         low = "-inf" if spec.min is None else _format_bound(spec.min)
         high = "inf" if spec.max is None else _format_bound(spec.max)
-        raise ControlError(ErrorCode.BAD_ARGS, f"{where} must be in [{low}, {high}], got {value!r}")
+        raise ControlError(
+            ErrorCode.BAD_ARGS, f"{where} must be in [{low}, {high}], got {brief(value)}"
+        )
     return value
 
 
@@ -223,23 +230,26 @@ def validate_args(
     spec = ops.get(op) if isinstance(op, str) else None
     if spec is None:
         raise ControlError(
-            ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; valid ops: {', '.join(sorted(ops))}"
+            ErrorCode.UNKNOWN_OP, f"unknown op {brief(op)}; valid ops: {', '.join(sorted(ops))}"
         )
     if not isinstance(args, Mapping):
-        raise ControlError(ErrorCode.BAD_ARGS, f"{op}: args must be a map, got {args!r}")
+        raise ControlError(ErrorCode.BAD_ARGS, f"{op}: args must be a map, got {brief(args)}")
     declared = {arg.name: arg for arg in spec.args}
     for name in args:
         if name not in declared:
             valid = ", ".join(declared) or "none"
             raise ControlError(
-                ErrorCode.BAD_ARGS, f"{op}: unknown argument {name!r}; valid arguments: {valid}"
+                ErrorCode.BAD_ARGS,
+                f"{op}: unknown argument {brief(name)}; valid arguments: {valid}",
             )
     checked: dict[str, Any] = {}
     for name, arg in declared.items():
         value = args.get(name)
         if value is None:
             if arg.required:
-                raise ControlError(ErrorCode.BAD_ARGS, f"{op}: missing required argument {name!r}")
+                raise ControlError(
+                    ErrorCode.BAD_ARGS, f"{op}: missing required argument {brief(name)}"
+                )
             if fill_defaults:
                 checked[name] = arg.default
             continue
@@ -256,7 +266,7 @@ def _unpack(data: Any, max_message_bytes: int) -> Any:
             ErrorCode.TOO_LARGE, f"message of {len(data)} bytes exceeds {max_message_bytes} bytes"
         )
     try:
-        return msgpack.unpackb(
+        message = msgpack.unpackb(
             data,
             raw=False,
             strict_map_key=True,
@@ -268,8 +278,13 @@ def _unpack(data: Any, max_message_bytes: int) -> Any:
         Exception
     ) as exc:  # msgpack raises ValueError, TypeError, UnicodeDecodeError, StackError…
         raise RequestError(
-            ErrorCode.BAD_MESSAGE, f"message is not one valid msgpack value ({exc})"
+            ErrorCode.BAD_MESSAGE, f"message is not one valid msgpack value ({str(exc)[:120]})"
         ) from None
+    if nesting_exceeds(message):
+        raise RequestError(
+            ErrorCode.BAD_MESSAGE, f"message nests lists or maps deeper than {MAX_NESTING} levels"
+        )
+    return message
 
 
 def _read_id(message: Mapping[Any, Any]) -> int | None:
@@ -282,7 +297,7 @@ def _check_version(message: Mapping[Any, Any], request_id: int | None) -> None:
     version = message.get("v")
     if not isinstance(version, int) or isinstance(version, bool):
         raise RequestError(
-            ErrorCode.BAD_MESSAGE, f"field 'v' must be an integer, got {version!r}", request_id
+            ErrorCode.BAD_MESSAGE, f"field 'v' must be an integer, got {brief(version)}", request_id
         )
     if version not in SUPPORTED_VERSIONS:
         raise RequestError(
@@ -303,7 +318,9 @@ def encode_request(
 ) -> bytes:
     """Validate `args` against `ops` and pack a request; raises ControlError before sending junk."""
     if isinstance(request_id, bool) or not isinstance(request_id, int):
-        raise ControlError(ErrorCode.BAD_MESSAGE, f"request id must be an int, got {request_id!r}")
+        raise ControlError(
+            ErrorCode.BAD_MESSAGE, f"request id must be an int, got {brief(request_id)}"
+        )
     if not 0 <= request_id <= MAX_REQUEST_ID:
         raise ControlError(ErrorCode.BAD_MESSAGE, f"request id {request_id} is not a u64")
     checked = validate_args(op, args, ops=ops, fill_defaults=False)
@@ -327,13 +344,13 @@ def decode_request(
     if request_id is None:
         raise RequestError(
             ErrorCode.BAD_MESSAGE,
-            f"field 'id' must be an integer in [0, 2**64), got {message.get('id')!r}",
+            f"field 'id' must be an integer in [0, 2**64), got {brief(message.get('id'))}",
         )
     _check_version(message, request_id)
     op = message.get("op")
     if not isinstance(op, str):
         raise RequestError(
-            ErrorCode.BAD_MESSAGE, f"field 'op' must be a string, got {op!r}", request_id
+            ErrorCode.BAD_MESSAGE, f"field 'op' must be a string, got {brief(op)}", request_id
         )
     client = message.get("client")
     if client is not None and not (
@@ -369,7 +386,7 @@ def _pack_default(value: Any) -> Any:
         return value.value
     if hasattr(value, "__fspath__"):
         return str(value)
-    raise TypeError(f"cannot send a {type(value).__name__} in a reply: {value!r}")
+    raise TypeError(f"cannot send a {type(value).__name__} in a reply: {brief(value)}")
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -397,11 +414,15 @@ def decode_reply(data: bytes, *, max_message_bytes: int = 64 * 1024 * 1024) -> R
         raise ControlError(ErrorCode.BAD_MESSAGE, "a reply must be a msgpack map")
     request_id = _read_id(message)
     if request_id is None and message.get("id") is not None:
-        raise ControlError(ErrorCode.BAD_MESSAGE, f"reply id {message.get('id')!r} is not a u64")
+        raise ControlError(
+            ErrorCode.BAD_MESSAGE, f"reply id {brief(message.get('id'))} is not a u64"
+        )
     _check_version(message, request_id)
     ok = message.get("ok")
     if not isinstance(ok, bool):
-        raise ControlError(ErrorCode.BAD_MESSAGE, f"reply field 'ok' must be a bool, got {ok!r}")
+        raise ControlError(
+            ErrorCode.BAD_MESSAGE, f"reply field 'ok' must be a bool, got {brief(ok)}"
+        )
     if ok:
         return Reply(id=request_id, ok=True, result=message.get("result"))
     error = message.get("error")

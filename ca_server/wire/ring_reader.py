@@ -19,9 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from ca_server.wire import layout
-from ca_server.wire.errors import RingError, RingLayoutError, RingNotFoundError, WireError
+from ca_server.wire.errors import (
+    RingError,
+    RingLayoutError,
+    RingNotFoundError,
+    UnsafePathError,
+    WireError,
+)
 from ca_server.wire.layout import RingHeader, RingState
-from ca_server.wire.paths import lock_path, ring_path
+from ca_server.wire.paths import lock_path, open_private_file, ring_path
 from ca_server.wire.ring_memory import (
     _MAP_POPULATE,
     _W_HEARTBEAT,
@@ -80,36 +86,25 @@ class _Attachment:
 
     def __init__(self, path: Path) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_private_file(path, os.O_RDONLY, what="ring")
         except FileNotFoundError:
             raise RingNotFoundError(_absent_message(path)) from None
+        except UnsafePathError as exc:
+            raise RingLayoutError(str(exc)) from None
         except OSError as exc:
             raise RingError(
                 f"cannot open ring {path}: {exc.strerror}; run as the daemon's user or start "
                 "it with a wider file mode"
             ) from None
         try:
-            info = os.fstat(fd)
-            if info.st_size < layout.FIXED_HEADER_BYTES:
-                raise RingLayoutError(
-                    f"{path} is {info.st_size} bytes, too small to be a ca-server ring; remove "
-                    "it or pick another ring name"
-                )
-            self.mm = mmap.mmap(
-                fd, info.st_size, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ
-            )
-        finally:
-            os.close(fd)
-        try:
-            header = RingHeader.decode(self.mm, source=str(path))
-            header.check_readable(info.st_size, source=str(path))
-            if header.state == RingState.INIT:
-                raise RingNotFoundError(f"ring {path} is still being created; retrying")
+            header = self._map(fd, path)
         except BaseException:
-            self.mm.close()
+            os.close(fd)
             raise
+        # Kept open: each copy first checks the file still holds every slot (see `intact`).
+        self.fd = fd
+        self.path = path
         self.header = header
-        self.inode = info.st_ino
         self.epoch = header.epoch
         self.slot_count = header.slot_count
         self.frame_shape = (header.height, header.width, layout.CHANNELS)
@@ -117,6 +112,39 @@ class _Attachment:
         self.slots = slot_views(self.mm, header)
         self.meta_words = [layout.slot_meta_offset(i) // 8 for i in range(header.slot_count)]
         self.empty = np.empty((0, *self.frame_shape), dtype=np.uint8)
+
+    def _map(self, fd: int, path: Path) -> RingHeader:
+        """Map the file after checking that its header, its size and its allocated blocks agree,
+        so neither a sparse file (mapping it would fill tmpfs) nor a short one (SIGBUS) is used."""
+        info = os.fstat(fd)
+        if info.st_size < layout.FIXED_HEADER_BYTES:
+            raise RingLayoutError(
+                f"{path} is {info.st_size} bytes, too small to be a ca-server ring; remove "
+                "it or pick another ring name"
+            )
+        with mmap.mmap(fd, layout.FIXED_HEADER_BYTES, prot=mmap.PROT_READ) as head:
+            header = RingHeader.decode(head, source=str(path))
+        header.check_readable(info.st_size, source=str(path))
+        if info.st_blocks * 512 < header.segment_bytes:
+            raise RingLayoutError(
+                f"{path} is a sparse file ({info.st_blocks * 512} of {header.segment_bytes} "
+                "bytes allocated), not a ring a ca-server daemon wrote; remove it"
+            )
+        if header.state == RingState.INIT:
+            raise RingNotFoundError(f"ring {path} is still being created; retrying")
+        self.mm = mmap.mmap(
+            fd, header.segment_bytes, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ
+        )
+        self.inode = info.st_ino
+        return header
+
+    def intact(self) -> bool:
+        """True while the file still holds every byte mapped; a copy from a truncated file's
+        missing pages is SIGBUS, so check before each one."""
+        try:
+            return os.fstat(self.fd).st_size >= self.header.segment_bytes
+        except OSError:
+            return False
 
     def state(self) -> int:
         return self.words[_W_STATE] >> 32
@@ -126,6 +154,8 @@ class _Attachment:
         self.words.release()
         with contextlib.suppress(BufferError):  # no view escapes; still, teardown never raises
             self.mm.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
 
 class RingReader:
@@ -188,7 +218,7 @@ class RingReader:
     def header(self) -> dict | None:
         """The attached ring's header fields decoded, or None when not attached."""
         att = self._att
-        if att is None:
+        if att is None or not att.intact():
             return None
         decoded = RingHeader.decode(att.mm, source=str(self._path))
         return {
@@ -222,6 +252,9 @@ class RingReader:
         self._status, self._message = RingStatus.CLOSED, "this reader was closed"
 
     def _copy_newest(self, att: _Attachment, n_max: int, out: np.ndarray | None) -> ReadResult:
+        if not att.intact():
+            self._set(RingStatus.STALE, _truncated_message(self._path))
+            return self._result(att, (), 0)
         words, slots, meta_words = att.words, att.slots, att.meta_words
         slot_count, epoch = att.slot_count, att.epoch
         buf = out if _fits(out, n_max, att.frame_shape) else None
@@ -236,6 +269,9 @@ class RingReader:
                 buf = np.empty((n_max, *att.frame_shape), dtype=np.uint8)
             metas.clear()
             for frame_id in range(first, published):
+                if not att.intact():
+                    self._set(RingStatus.STALE, _truncated_message(self._path))
+                    return self._result(att, (), 0, buf)
                 base = meta_words[frame_id % slot_count]
                 seq = words[base]
                 if seq == 2 * frame_id + 2:
@@ -287,6 +323,9 @@ class RingReader:
                 self._set(RingStatus.INCOMPATIBLE, str(exc))
                 return
         att = self._att
+        if not att.intact():
+            self._set(RingStatus.STALE, _truncated_message(self._path))
+            return
         state = att.state()
         age_ns = now_ns - att.words[_W_HEARTBEAT]
         pid = att.header.writer_pid
@@ -360,16 +399,23 @@ def _absent_message(path: Path) -> str:
     )
 
 
+def _truncated_message(path: Path) -> str:
+    return (
+        f"ring {path} was truncated under its readers; restart `ca-server serve` (and find "
+        "what truncated it)"
+    )
+
+
 def _lock_is_free(lock_file: Path | None) -> bool:
     """True when no writer holds `lock_file`; a non-blocking shared probe, released at once."""
     if lock_file is None:
         return False
     try:
-        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_private_file(lock_file, os.O_RDONLY, what="lock file")
     except FileNotFoundError:
         return True
-    except OSError:
-        return False  # cannot tell: fall back to the heartbeat
+    except (OSError, WireError):
+        return False  # cannot tell (or not a lock file of ours): fall back to the heartbeat
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

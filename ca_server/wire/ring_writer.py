@@ -20,7 +20,7 @@ import numpy as np
 from ca_server.wire import layout
 from ca_server.wire.errors import RingError, RingInUseError, ShmTooSmallError
 from ca_server.wire.layout import RingHeader, RingState
-from ca_server.wire.paths import lock_path, ring_path
+from ca_server.wire.paths import check_private_file, lock_path, open_private_file, ring_path
 from ca_server.wire.ring_memory import (
     _MAP_POPULATE,
     _W_HEARTBEAT,
@@ -108,6 +108,7 @@ class RingWriter:
         copy this slot meanwhile discard their copy.
         """
         self._check_open()
+        self._check_intact()
         frame_id = self._published
         slot = frame_id % self.slot_count
         self._words[self._meta_words[slot] + layout.META_SEQ] = 2 * frame_id + 1
@@ -165,6 +166,7 @@ class RingWriter:
     def heartbeat(self) -> None:
         """Tell readers the writer is alive without publishing (call ≥ 2 Hz while paused)."""
         self._check_open()
+        self._check_intact()
         self._words[_W_HEARTBEAT] = time.monotonic_ns()
 
     def set_paused(self, paused: bool) -> None:
@@ -178,9 +180,10 @@ class RingWriter:
         if self._closed:
             return
         self._closed = True
-        self._state_word[0] = RingState.CLOSED
-        self._words[_W_HEARTBEAT] = time.monotonic_ns()
-        _fence()
+        if self._intact():  # a truncated file's pages are gone: touching them is SIGBUS
+            self._state_word[0] = RingState.CLOSED
+            self._words[_W_HEARTBEAT] = time.monotonic_ns()
+            _fence()
         _unlink_if_same(self.path, os.fstat(self._fd).st_ino)
         self._words = self._state_word = None
         self._slots = []
@@ -196,6 +199,18 @@ class RingWriter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _intact(self) -> bool:
+        return os.fstat(self._fd).st_size >= self._header.segment_bytes
+
+    def _check_intact(self) -> None:
+        # One fstat (~1 µs) per frame: another process of ours truncating the file would turn the
+        # next store into SIGBUS, which kills the daemon without a word.
+        if not self._intact():
+            raise RingError(
+                f"ring file {self.path} was truncated by another process; the daemon cannot "
+                "publish into it: restart `ca-server serve`"
+            )
+
     def _check_open(self) -> None:
         if self._closed:
             raise RingError(f"ring writer {self.name!r} is closed")
@@ -204,7 +219,7 @@ class RingWriter:
 def _acquire_writer_lock(name: str, lock_file: Path, mode: int) -> int:
     deadline = time.monotonic() + LOCK_ACQUIRE_WINDOW_S
     while True:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        fd = open_private_file(lock_file, os.O_RDWR | os.O_CREAT, mode, what="lock file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -243,10 +258,17 @@ def _unlink_if_same(path: Path, inode: int) -> None:
 
 
 def _remove_stale_files(path: Path) -> None:
-    """Remove a ring (and half-made temporaries) of a writer that died; we hold the lock."""
+    """Remove a ring (and half-made temporaries) of a writer that died; we hold the lock.
+
+    Only our own regular files: another user's file at the ring path is refused (UnsafePathError,
+    the CLI's exit 73), never deleted, even by root, which could.
+    """
     for stale in [path, *path.parent.glob(path.name + ".tmp-*")]:
-        with contextlib.suppress(FileNotFoundError):
+        try:
+            check_private_file(os.lstat(stale), stale, what="stale ring file")
             os.unlink(stale)
+        except FileNotFoundError:
+            pass
 
 
 def _statvfs_free_bytes(folder: Path) -> int:
@@ -279,7 +301,7 @@ def _check_free_space(header: RingHeader, folder: Path, free_bytes: Callable[[Pa
 def _create_segment(path: Path, header: RingHeader, mode: int) -> tuple[int, mmap.mmap]:
     """Create, size, fill and map the ring under a temporary name, then rename it into place."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         os.fchmod(fd, mode)  # the umask must not narrow or widen what was asked for
         try:

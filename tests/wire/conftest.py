@@ -31,6 +31,12 @@ class RingEnv:
     env: dict[str, str]
 
 
+@pytest.fixture(autouse=True)
+def private_runtime(runtime_dir: Path) -> Path:
+    """Every wire test keeps its lock files, sockets and CURVE keys in a folder of its own."""
+    return runtime_dir
+
+
 @pytest.fixture
 def ring_env(runtime_dir: Path, shm_dir: Path) -> RingEnv:
     """The private runtime and /dev/shm folders of tests/conftest.py (already set in this

@@ -26,6 +26,7 @@ import zmq
 from control_testkit import Counter, pack
 
 from ca_server.wire.control import ControlClient, ControlEndpoint
+from ca_server.wire.control_keys import ensure_server_keys
 from ca_server.wire.errors import ControlError, DaemonUnavailableError, WireError
 from ca_server.wire.paths import default_control_endpoint
 from ca_server.wire.protocol import OPS, ArgSpec, ErrorCode, OpSpec, Reply
@@ -162,6 +163,9 @@ def test_client_ignores_stray_replies_and_garbage() -> None:
     """A hand-written ROUTER answers with junk and an old id before the real reply."""
     router = zmq.Context.instance().socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
+    keys = ensure_server_keys()  # TCP control is CURVE; this bare ROUTER checks no client key
+    router.curve_secretkey, router.curve_publickey = keys.server_secret, keys.server_public
+    router.curve_server = True
     port = router.bind_to_random_port("tcp://127.0.0.1")
 
     def answer_once() -> None:
@@ -195,6 +199,7 @@ def test_call_without_daemon_raises_unavailable_within_the_bound(
     ipc_endpoint: str, transport: str
 ) -> None:
     endpoint = ipc_endpoint if transport == "ipc" else f"tcp://127.0.0.1:{free_tcp_port()}"
+    ensure_server_keys()  # a TCP client needs the key file before it can even try
     timeout_s, retries = 0.2, 2
     with ControlClient(endpoint, timeout_s=timeout_s, retries=retries) as client:
         started = time.monotonic()

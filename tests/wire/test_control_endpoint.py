@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import zmq
-from control_testkit import Counter, pack
+from control_testkit import Counter, pack, raw_socket
 
 from ca_server.wire.control import (
     ControlClient,
@@ -58,9 +58,7 @@ def endpoint(counter: Counter) -> Iterator[ControlEndpoint]:
 
 @pytest.fixture
 def raw_dealer(endpoint: ControlEndpoint) -> Iterator[zmq.Socket]:
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint.endpoint)
+    sock = raw_socket(zmq.DEALER, endpoint.endpoint)
     yield sock
     sock.close(linger=0)
 
@@ -75,9 +73,7 @@ def exchange(endpoint: ControlEndpoint, sock: zmq.Socket, frames: list[bytes]) -
 
 
 def assert_still_answers_ping(endpoint: ControlEndpoint) -> None:
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint.endpoint)
+    sock = raw_socket(zmq.DEALER, endpoint.endpoint)
     try:
         reply = exchange(endpoint, sock, [encode_request("ping", {}, 424242)])
     finally:
@@ -124,9 +120,7 @@ def test_message_over_maxmsgsize_is_dropped(
 
 def test_oversize_message_on_a_transport_without_maxmsgsize_gets_too_large() -> None:
     with ControlEndpoint("inproc://ca-ctl-too-large", {"ping": dict}) as served:
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(served.endpoint)
+        sock = raw_socket(zmq.DEALER, served.endpoint)
         try:
             reply = exchange(served, sock, [b"\x00" * 70000])
             assert reply is not None and reply.error_code == ErrorCode.TOO_LARGE
@@ -144,9 +138,7 @@ def test_extra_frames_get_an_error_reply(endpoint: ControlEndpoint, raw_dealer: 
 
 
 def test_req_sockets_are_answered_too(endpoint: ControlEndpoint) -> None:
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint.endpoint)
+    sock = raw_socket(zmq.REQ, endpoint.endpoint)
     try:
         sock.send(encode_request("ping", {}, 11))
         endpoint.poll(1000)
