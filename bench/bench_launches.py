@@ -3,13 +3,14 @@
 `python bench/bench_launches.py [--presets coral ...] [--size 128] [--frames 20]`
 On CuPy each array operation is one kernel launch (or a few, for an FFT) plus its Python dispatch,
 and at 1024² those launches, not bandwidth, bound the GPU loop (research/ca-engines.md §8). This
-counts them on the CPU, where no GPU is needed: the backend's array module, FFT and ndimage are
-wrapped so that every ufunc call (functions and in-place operators alike), array function,
-slice assignment, FFT and filter on a frame-loop array counts as one operation, and fused kernels
-count one each. "numpy" is the reference chain; "fused" is the same frames with the fused kernels,
-compiled for the CPU by the tests' host harness (tests/host_cuda.py: g++, no GPU). Counts are
-per video frame at speed 1 in steady state (after the warm-up, no preset change), averaged over
-`--frames`; an FFT counts once although cuFFT may split it into two or three kernels. The last
+counts them on the CPU, where no GPU is needed, with the counter tests/ca/test_launch_budget.py
+asserts on (tests/device_boundary.py: the GPU branches behind CuPy's rules; every ufunc call,
+array function that writes, assignment, copy, FFT, filter and fused launch counts one). "numpy"
+is the reference chain; "fused" is the same frames with the fused kernels, compiled for the CPU
+by the tests' host harness (tests/host_cuda.py: g++, no GPU). Counts are per video frame at
+speed 1 in steady state (after the warm-up, no preset change, seed 0), the frame's copy to the
+host included, averaged over `--frames`; an FFT counts once although cuFFT may split it into two
+or three kernels. The last
 column is the host's own time per frame on the fused path: wall time per frame minus the time
 inside fused launches (their argument conversion too, part of a launch's dispatch on CuPy as
 well), FFTs and filters, i.e. the Python of tick and render plus the few remaining numpy
@@ -31,102 +32,34 @@ import numpy as np
 
 from ca_server.presets import load_preset, preset_names
 from ca_server.simulation import Simulation
-from ca_server.xp import Backend, numpy_backend
+from ca_server.xp import numpy_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from device_boundary import DEVICE_OPERATIONS, device_boundary_backend
 from host_cuda import HostKernelCompiler, compiler_available
-
-OPERATIONS = [0]
-# Array constructors: wrapped so what they build is counted later; filling ones count once.
-_FILLING = {"zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "arange"}
-_BUILDING = {"empty", "empty_like", "asarray", "array", "ascontiguousarray"}
-
-
-class CountedArray(np.ndarray):
-    """A numpy array whose operations add one to OPERATIONS each."""
-
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        OPERATIONS[0] += 1
-        if "out" in kwargs:
-            kwargs["out"] = tuple(_plain(value) for value in kwargs["out"])
-        result = getattr(ufunc, method)(*(_plain(value) for value in inputs), **kwargs)
-        return _counted(result)
-
-    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        OPERATIONS[0] += 1
-        return _counted(func(*_plain(args), **_plain(kwargs)))
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        OPERATIONS[0] += 1
-        np.ndarray.__setitem__(self.view(np.ndarray), _plain(key), _plain(value))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, CountedArray):
-        return value.view(np.ndarray)
-    if isinstance(value, list | tuple):
-        return type(value)(_plain(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
-
-
-def _counted(value: Any) -> Any:
-    if type(value) is np.ndarray:
-        return value.view(CountedArray)
-    if isinstance(value, tuple | list):
-        return type(value)(_counted(item) for item in value)
-    return value
-
-
-class CountingModule:
-    """Wraps numpy, scipy.fft or scipy.ndimage: calls count and return CountedArrays."""
-
-    def __init__(self, module: Any, count_calls: bool) -> None:
-        self._module, self._count_calls = module, count_calls
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._module, name)
-        if not callable(attribute) or isinstance(attribute, type | np.ufunc):
-            return attribute
-        counts = self._count_calls or name in _FILLING
-        if not counts and name not in _BUILDING:
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if counts:
-                OPERATIONS[0] += 1
-            return _counted(attribute(*_plain(args), **_plain(kwargs)))
-
-        return call
-
-
-def counting_backend(fused: bool) -> Backend:
-    import scipy.fft
-    import scipy.ndimage
-
-    return dataclasses.replace(
-        numpy_backend(),
-        xp=CountingModule(np, count_calls=False),
-        fft=CountingModule(scipy.fft, count_calls=True),
-        ndimage=CountingModule(scipy.ndimage, count_calls=True),
-        kernel_compiler=HostKernelCompiler() if fused else None,
-    )
 
 
 def operations_per_frame(name: str, size: int, frames: int, fused: bool) -> tuple[float, float]:
-    """(device operations, of which fused launches) per frame for preset `name`."""
-    backend = counting_backend(fused)
+    """(device operations, of which fused launches) per steady frame for preset `name`, counted
+    by tests/device_boundary.py on the GPU branches, the frame copied into a page-locked slot as
+    the daemon does."""
+    backend = device_boundary_backend()
+    if not fused:
+        backend = dataclasses.replace(backend, kernel_compiler=None)
     sim = Simulation(backend, width=size, height=size, preset=name, seed=0)
-    frame = backend.xp.empty((size, size, 3), np.uint8)
-    for _ in range(3):
-        sim.next_frame(frame)
-    launches = backend.kernel_compiler.launches if fused else {}
-    before_ops, before_launches = OPERATIONS[0], sum(launches.values())
-    for _ in range(frames):
-        sim.next_frame(frame)
+    slot = np.empty((size, size, 3), np.uint8)
+    unpin = backend.pin_host_memory(slot)
+    try:
+        for _ in range(3):
+            sim.next_frame(host_out=slot)
+        launches = backend.kernel_compiler.launches if fused else {}
+        before_ops, before_launches = DEVICE_OPERATIONS.total, sum(launches.values())
+        for _ in range(frames):
+            sim.next_frame(host_out=slot)
+    finally:
+        unpin()
     fused_launches = sum(launches.values()) - before_launches
-    return (OPERATIONS[0] - before_ops + fused_launches) / frames, fused_launches / frames
+    return (DEVICE_OPERATIONS.total - before_ops) / frames, fused_launches / frames
 
 
 class TimedLibrary:
@@ -153,8 +86,8 @@ class TimedLibrary:
 class TimedKernelCompiler(HostKernelCompiler):
     """Host-compiled fused kernels whose launches add their wall time to `seconds[0]`."""
 
-    def __init__(self, seconds: list[float]) -> None:
-        super().__init__()
+    def __init__(self, seconds: list[float], check_order: bool) -> None:
+        super().__init__(check_order=check_order)
         self._seconds = seconds
 
     def compile(self, source: Any) -> Any:
@@ -178,7 +111,7 @@ def host_microseconds_per_frame(name: str, size: int, frames: int) -> float:
         numpy_backend(1),
         fft=TimedLibrary(scipy.fft, in_operations),
         ndimage=TimedLibrary(scipy.ndimage, in_operations),
-        kernel_compiler=TimedKernelCompiler(in_operations),
+        kernel_compiler=TimedKernelCompiler(in_operations, check_order=False),
     )
     sim = Simulation(backend, width=size, height=size, preset=name, seed=0)
     frame = np.empty((size, size, 3), np.uint8)

@@ -40,11 +40,32 @@ step() {
         cupy.cuda.runtime.runtimeGetVersion(), "driver", cupy.cuda.runtime.driverGetVersion())'
 } 2>&1 | tee "$RESULTS_DIR/machine.txt" || true  # a missing tool is in the log; go on
 
+# The CPU-side checks first: the kernels under this machine's NVRTC, the CUDA libraries imported.
+step cpu_checks "$PYTHON" -m pytest -q -rs tests/ca/test_nvrtc.py tests/ca/test_cuda_libraries.py \
+    -p no:cacheprovider
 step gpu_tests "$PYTHON" -m pytest -q -rs -m gpu tests/ca -p no:cacheprovider
 if grep -q " skipped" "$RESULTS_DIR/gpu_tests.log"; then  # skipped here means no usable GPU
     echo "== gpu_tests: FAILED after all: tests were skipped (reasons in the log)"
     failed+=(gpu_tests)
 fi
+# After frames of every engine: only the runtime, NVRTC and cuFFT (and the driver) are loaded,
+# nothing of cuBLAS, cuSPARSE, cuSOLVER or cuRAND (pyproject's `gpu` extra installs none of them).
+step cuda_libraries "$PYTHON" -c '
+import numpy as np
+from ca_server.simulation import Simulation
+from ca_server.xp import cupy_backend
+backend = cupy_backend()
+for preset in ("coral", "sl_gliders", "mnca_worm", "medusa"):
+    sim = Simulation(backend, width=256, height=256, preset=preset, seed=1)
+    for _ in range(30):
+        sim.next_frame(host_out=np.empty((256, 256, 3), np.uint8))
+mapped = sorted({line.split()[-1].rsplit("/", 1)[-1] for line in open("/proc/self/maps")
+                 if "libcu" in line or "libnv" in line})
+print("CUDA libraries mapped:", " ".join(mapped))
+left_out = [lib for lib in mapped if lib.startswith(("libcublas", "libcusparse", "libcusolver",
+                                                     "libcurand"))]
+assert not left_out, f"loaded although the gpu extra does not install them: {left_out}"
+'
 # shellcheck disable=SC2086  # SIZES is a list of numbers, split on purpose
 step bench_sim "$PYTHON" bench/bench_sim.py --backend cupy --sizes $SIZES --frames "$FRAMES"
 step bench_memory "$PYTHON" bench/bench_memory.py --backend cupy --sizes 1024

@@ -33,6 +33,12 @@ are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary (checked
 - A 0-d device array given to a fused kernel as a number raises TypeError (CuPy would pass its
   address where the kernel expects the value).
 
+- Every device operation CuPy would issue is counted in `DEVICE_OPERATIONS` (the launch budget):
+  a ufunc call (reductions too), an xp function that makes a new array or writes into one
+  (`empty`, `empty_like` and views excepted), an FFT or a filter (one each, although cuFFT may
+  split an FFT in two or three kernels), an assignment into a device array, a copy method
+  (`astype`, `copy`), an upload, a read, a `get()` and a fused kernel launch.
+
 `is_gpu` is True, so the package takes its GPU branches (batched inverse FFT, no FFT workers,
 `take` without clipping, `get` for copies). Mapped host memory (`host_mapped_array`) is a host
 array and a DeviceArray over the same bytes. Crossings are recorded only inside `watch()`; the
@@ -44,6 +50,7 @@ anything about speed or memory, and CuPy's own functions' corner cases: those ar
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import time
@@ -94,6 +101,25 @@ class CrossingLog:
 
 
 CROSSINGS = CrossingLog()
+
+
+class OperationCount:
+    """Device operations issued so far (see the module docstring); with `sites` a Counter, each
+    operation's "what at path:line" is counted there too (slow: it reads the stack)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.sites: collections.Counter[str] | None = None
+
+    def add(self, what: str) -> None:
+        self.total += 1
+        if self.sites is not None:
+            self.sites[f"{what} at {_package_frame()}"] += 1
+
+
+DEVICE_OPERATIONS = OperationCount()
+# xp functions that allocate without writing: no kernel.
+NON_LAUNCHING_FUNCTIONS = frozenset({"empty", "empty_like"})
 
 
 class PageLockedRanges:
@@ -190,12 +216,14 @@ class DeviceArray(np.ndarray):
     def __array_finalize__(self, source: Any) -> None:
         if self.base is None:  # a new array from a method (astype, copy, ...), not a view
             DEVICE_POOL.allocate(self)
+            DEVICE_OPERATIONS.add("array method copy")
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         return _device_ufunc_call(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         CROSSINGS.record("numpy call", f"numpy.{func.__name__}")
+        DEVICE_OPERATIONS.add(f"numpy.{func.__name__}")
         return _on_device(func(*_host_views(args), **_host_views(kwargs)))
 
     def __getitem__(self, key: Any) -> Any:
@@ -209,6 +237,7 @@ class DeviceArray(np.ndarray):
                     "numpy.ndarray cannot be used for fill); upload it with xp.asarray"
                 )
             CROSSINGS.record("upload", "assignment", np.asarray(value).nbytes)
+        DEVICE_OPERATIONS.add("assignment")
         np.ndarray.__setitem__(self.view(np.ndarray), _device_index(key), _host_views(value))
 
     def get(
@@ -221,6 +250,7 @@ class DeviceArray(np.ndarray):
         """CuPy's copy to the host, with its checks: into `out` (a host array of this array's
         shape and dtype, C-contiguous) when given."""
         host = self.view(np.ndarray)
+        DEVICE_OPERATIONS.add("get()")
         if out is None:
             CROSSINGS.record("copy", "get()", self.nbytes)
             return host.copy(order=order)
@@ -239,6 +269,7 @@ class DeviceArray(np.ndarray):
 
     def _read(self, what: str) -> np.ndarray:
         CROSSINGS.record("read", what)
+        DEVICE_OPERATIONS.add(what)
         return self.view(np.ndarray)
 
     def __float__(self) -> float:
@@ -272,6 +303,7 @@ class DeviceArray(np.ndarray):
 def _device_ufunc_call(ufunc: Any, method: str, inputs: Any, kwargs: dict[str, Any]) -> Any:
     name = f"numpy.{ufunc.__name__}"
     _reject_host_operands(inputs, name)
+    DEVICE_OPERATIONS.add(name if method == "__call__" else f"{name}.{method}")
     if "out" in kwargs:
         out = kwargs["out"] if isinstance(kwargs["out"], tuple) else (kwargs["out"],)
         _reject_host_operands(out, name)
@@ -427,9 +459,25 @@ class DeviceModule:
             elif name not in SHAPE_ONLY_FUNCTIONS and _holds_host_ndarray((args, kwargs)):
                 values = (*args, *kwargs.values())
                 _raise_host_array(qualified, next(v for v in values if _holds_host_ndarray(v)))
-            return _on_device(attribute(*_host_views(args), **_host_views(kwargs)))
+            result = attribute(*_host_views(args), **_host_views(kwargs))
+            if _is_an_operation(self._prefix, name, result, kwargs):
+                DEVICE_OPERATIONS.add(qualified)
+            return _on_device(result)
 
         return call
+
+
+def _is_an_operation(prefix: str, name: str, result: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether a DeviceModule call would launch work on CuPy: every FFT and filter; an xp
+    function that writes (copyto, `out=`) or returns an array of its own (not a view, not empty)."""
+    if prefix != "xp":
+        return True
+    if name == "copyto" or "out" in kwargs:
+        return True
+    if name in NON_LAUNCHING_FUNCTIONS:
+        return False
+    results = result if isinstance(result, tuple | list) else (result,)
+    return any(isinstance(item, np.ndarray) and item.base is None for item in results)
 
 
 class BoundaryKernelCompiler(HostKernelCompiler):
@@ -441,6 +489,7 @@ class BoundaryKernelCompiler(HostKernelCompiler):
         def checked_launch(n: int, *args: Any) -> None:
             name = f"fused kernel {source.name}"
             _reject_host_operands(args, name)
+            DEVICE_OPERATIONS.add(name)
             for value in args:
                 if isinstance(value, DeviceArray) and value.ndim == 0:
                     raise TypeError(f"{name} got a 0-d device array where a number is expected")

@@ -3,12 +3,15 @@
 # inputs, each read from nvidia-smi unless overridden: CA_DRIVER_CUDA (the highest CUDA version
 # the driver supports, e.g. 12.8), CA_COMPUTE_CAP (e.g. 12.0) and CA_CUPY_VARIANT
 # (auto | cuda12x | cuda13x). CA_CUPY_SPEC replaces the whole decision with its own requirements.
-# Why these rules: research/deploy.md §1.5 (runtime image without CUDA headers → the [ctk]
-# extra; Blackwell needs NVRTC >= 12.8; cuda13x needs an R580+ driver).
+# Why these rules: research/deploy.md §1.5 (runtime image without CUDA headers → CUDA's component
+# wheels; Blackwell needs NVRTC >= 12.8; cuda13x needs an R580+ driver). Of the components CuPy's
+# [ctk] extra brings, only those the daemon loads: the runtime (with the headers NVRTC compiles
+# against), NVRTC and cuFFT, not cuBLAS, cuSPARSE, cuSOLVER or cuRAND (≈ 1.9 GB installed; see
+# tests/ca/test_cuda_libraries.py). A spec variable may hold several requirements, space-separated.
 
 CA_CUPY_VARIANT="${CA_CUPY_VARIANT:-auto}"
-CA_CUPY_CUDA12_SPEC="${CA_CUPY_CUDA12_SPEC:-cupy-cuda12x[ctk]>=14,<15}"
-CA_CUPY_CUDA13_SPEC="${CA_CUPY_CUDA13_SPEC:-cupy-cuda13x[ctk]>=14,<15}"
+CA_CUPY_CUDA12_SPEC="${CA_CUPY_CUDA12_SPEC:-cupy-cuda12x>=14,<15 cuda-toolkit[cudart,nvrtc,cufft]==12.*}"
+CA_CUPY_CUDA13_SPEC="${CA_CUPY_CUDA13_SPEC:-cupy-cuda13x>=14,<15 cuda-toolkit[cudart,nvrtc,cufft]==13.*}"
 CA_BLACKWELL_NVRTC_SPEC="${CA_BLACKWELL_NVRTC_SPEC:-cuda-toolkit[nvrtc]>=12.8,<13}"
 
 # "12.8" -> 1208; anything else is an error.
@@ -30,10 +33,15 @@ detect_compute_cap() {
     | head -n 1 | tr -d ' '
 }
 
+# Space-separated requirements -> one per line.
+one_per_line() {
+  tr ' ' '\n' <<<"$1" | sed '/^$/d'
+}
+
 # Print the requirement strings (one per line) or fail with a one-line reason on stderr.
 select_cupy_spec() {
   if [ -n "${CA_CUPY_SPEC:-}" ]; then
-    tr ' ' '\n' <<<"$CA_CUPY_SPEC" | sed '/^$/d'
+    one_per_line "$CA_CUPY_SPEC"
     return 0
   fi
   local driver="${CA_DRIVER_CUDA:-$(detect_driver_cuda)}"
@@ -53,7 +61,7 @@ select_cupy_spec() {
   fi
   case "$CA_CUPY_VARIANT" in
     auto | cuda12x)
-      echo "$CA_CUPY_CUDA12_SPEC"
+      one_per_line "$CA_CUPY_CUDA12_SPEC"
       # NVRTC older than 12.8 silently targets sm_90 and fails on sm_120 at the first kernel.
       if [ "$cap_code" -ge 1200 ]; then echo "$CA_BLACKWELL_NVRTC_SPEC"; fi
       ;;
@@ -62,7 +70,7 @@ select_cupy_spec() {
         echo "CA_CUPY_VARIANT=cuda13x needs a driver with CUDA >= 13.0, this one has $driver; unset it to use cuda12x" >&2
         return 1
       fi
-      echo "$CA_CUPY_CUDA13_SPEC"
+      one_per_line "$CA_CUPY_CUDA13_SPEC"
       ;;
     *)
       echo "CA_CUPY_VARIANT='$CA_CUPY_VARIANT' is not one of auto, cuda12x, cuda13x" >&2

@@ -10,9 +10,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FAKES = Path(__file__).resolve().parent / "fakes"
-CUDA12 = "cupy-cuda12x[ctk]>=14,<15"
+# CuPy and only the CUDA components the daemon loads (not [ctk]'s cuBLAS, cuSPARSE, cuSOLVER,
+# cuRAND): the same set as pyproject.toml's `gpu` extra.
+CUDA12 = ["cupy-cuda12x>=14,<15", "cuda-toolkit[cudart,nvrtc,cufft]==12.*"]
 NVRTC128 = "cuda-toolkit[nvrtc]>=12.8,<13"
-CUDA13 = "cupy-cuda13x[ctk]>=14,<15"
+CUDA13 = ["cupy-cuda13x>=14,<15", "cuda-toolkit[cudart,nvrtc,cufft]==13.*"]
 
 
 def choose(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -33,13 +35,13 @@ def choose(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("gpu", "driver", "cap", "variant", "expected"),
     [
-        ("RTX 5090 on R570", "12.8", "12.0", "auto", [CUDA12, NVRTC128]),
-        ("RTX 5090 on R580", "13.0", "12.0", "auto", [CUDA12, NVRTC128]),
-        ("H100 on R570", "12.8", "9.0", "auto", [CUDA12]),
-        ("A100 on R535", "12.2", "8.0", "auto", [CUDA12]),
-        ("RTX 4090 on R550", "12.4", "8.9", "cuda12x", [CUDA12]),
-        ("H100 on R580, cuda13x asked", "13.0", "9.0", "cuda13x", [CUDA13]),
-        ("B200 on R580, cuda13x asked", "13.1", "10.0", "cuda13x", [CUDA13]),
+        ("RTX 5090 on R570", "12.8", "12.0", "auto", [*CUDA12, NVRTC128]),
+        ("RTX 5090 on R580", "13.0", "12.0", "auto", [*CUDA12, NVRTC128]),
+        ("H100 on R570", "12.8", "9.0", "auto", CUDA12),
+        ("A100 on R535", "12.2", "8.0", "auto", CUDA12),
+        ("RTX 4090 on R550", "12.4", "8.9", "cuda12x", CUDA12),
+        ("H100 on R580, cuda13x asked", "13.0", "9.0", "cuda13x", CUDA13),
+        ("B200 on R580, cuda13x asked", "13.1", "10.0", "cuda13x", CUDA13),
     ],
 )
 def test_wheel_for_driver_and_gpu(tmp_path, gpu, driver, cap, variant, expected) -> None:
@@ -79,7 +81,7 @@ def test_overrides_win_over_nvidia_smi(tmp_path) -> None:
         CA_COMPUTE_CAP="12.0",
         CA_CUPY_VARIANT="cuda13x",
     )
-    assert done.stdout.split() == [CUDA13]
+    assert done.stdout.split() == CUDA13
 
 
 def test_full_spec_override_is_taken_verbatim(tmp_path) -> None:
@@ -92,3 +94,11 @@ def test_unreadable_nvidia_smi_names_the_override(tmp_path) -> None:
     done = choose(tmp_path, FAKE_GPU="none")
     assert done.returncode != 0
     assert "CA_DRIVER_CUDA" in done.stderr
+
+
+def test_deploy_installs_what_the_gpu_extra_names() -> None:
+    import tomllib
+
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extra["gpu"] == CUDA12
+    assert not any("[ctk]" in requirement for requirement in (*CUDA12, *CUDA13))
