@@ -2,8 +2,8 @@
 
 Each command sends one request through `ControlClient` and prints the result; with `--json`,
 stdout carries exactly one JSON object and failures exit with the protocol's exit code. The
-shared options (`--json`, `--name`, `--timeout`, `--control`, `--control-key`) may come before or after the
-command: `ca-server ctl status --json` is what people type.
+shared options (`--json`, `--name`, `--timeout`, `--control`, `--control-key`) may come before
+or after the command: `ca-server ctl status --json` is what people type.
 """
 
 from __future__ import annotations
