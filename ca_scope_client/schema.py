@@ -24,8 +24,7 @@ from scope.core.pipelines.base_schema import (
     ui_field_config,
 )
 
-from ca_server.presets import DEFAULT_PRESET
-from ca_server.presets.catalog import ENGINE_NAMES, Preset, load_all
+from ca_server.presets import DEFAULT_PRESET, ENGINE_NAMES, Preset, load_all
 from ca_server.wire.protocol import OPS
 
 PIPELINE_ID = "ca-server-cellular-automata"

@@ -41,6 +41,8 @@ __all__ = [
     "UnknownPresetError",
     "catalog",
     "list_presets",
+    "load_all",
+    "load_one",
     "load_preset",
     "parse_preset",
     "preset_names",

@@ -19,8 +19,7 @@ from ca_scope_client.frame_source import FrameSource
 from ca_scope_client.input_source import CellularAutomataInputSource
 from ca_scope_client.pipeline import CellularAutomataPipeline
 from ca_scope_client.schema import PRESET_NAMES
-from ca_server.presets import DEFAULT_PRESET
-from ca_server.presets.catalog import ENGINE_NAMES, load_all
+from ca_server.presets import DEFAULT_PRESET, ENGINE_NAMES, load_all
 from ca_server.wire.ring import RingWriter
 
 torch = pytest.importorskip("torch")
