@@ -32,6 +32,7 @@ from ca_server.engines.keep_moving import NoisePool
 from ca_server.fused import KERNEL_SOURCES
 from ca_server.organism import Organism
 from ca_server.presets import DEFAULT_PRESET, Preset, load_preset
+from ca_server.render import FlowAdvector, IridescentRenderer
 from ca_server.warmup import WarmUp
 from ca_server.xp import Backend
 
@@ -42,18 +43,6 @@ MAX_STEPS_PER_TICK = 32
 # After the device ran out of memory for a regrowth, the held picture goes on drifting this many
 # frames (≈ 5 s at 30 fps) before the next try, instead of failing again every frame.
 REGROWTH_RETRY_FRAMES = 150
-
-
-def _default_flow_factory(*args: Any, **kwargs: Any) -> Any:
-    from ca_server.render import FlowAdvector
-
-    return FlowAdvector(*args, **kwargs)
-
-
-def _default_renderer_factory(*args: Any, **kwargs: Any) -> Any:
-    from ca_server.render import IridescentRenderer
-
-    return IridescentRenderer(*args, **kwargs)
 
 
 class Simulation:
@@ -81,8 +70,8 @@ class Simulation:
         self.warmup_budget_s = warmup_budget_s
         self.warmup_steps_per_tick = warmup_steps_per_tick
         self.crossfade_frames = max(1, int(crossfade_frames))
-        self._flow_factory = flow_factory or _default_flow_factory
-        self._renderer_factory = renderer_factory or _default_renderer_factory
+        self._flow_factory = flow_factory or FlowAdvector
+        self._renderer_factory = renderer_factory or IridescentRenderer
         self._noise_pools: dict[tuple[int, int], NoisePool] = {}
         self._speed, self._hue_shift, self._brightness = 1.0, 0.0, 1.0
         self._accumulator = self._incoming_accumulator = 0.0
@@ -93,6 +82,8 @@ class Simulation:
         # Every fused kernel now, not in the frame that first needs it: on a GPU whose kernel
         # cache is cold (a fresh pod), NVRTC takes a fraction of a second per kernel, and the
         # first change to another engine would freeze the picture that long inside its tick.
+        # KERNEL_SOURCES lists the kernels of the modules imported so far: this module imports
+        # every module that defines one (the renderer's too), whatever imported it first.
         for source in KERNEL_SOURCES:
             backend.fused_kernel(source)
         target = load_preset(preset, presets_dir)
