@@ -71,13 +71,33 @@ def warmup_factor(preset: Preset, height: int, width: int) -> int:
     return 1
 
 
+def warmup_grids(height: int, width: int) -> list[tuple[int, int]]:
+    """Every grid a warm-up on an (height, width) frame may use: the frame and the reduced ones
+    `warmup_factor` can pick, for work done once per size before the first frame."""
+    side = min(height, width)
+    return [(height, width)] + [
+        (height // factor, width // factor)
+        for factor in (2, 4)
+        if side // factor >= WARMUP_MIN_SIDE_PX and not height % factor and not width % factor
+    ]
+
+
 class WarmUp:
-    """An incoming preset being grown off screen, a slice of steps per tick."""
+    """An incoming preset being grown off screen, a unit of work at a time, some per tick.
+
+    The units: build the organism on its warm-up grid and seed it; each engine step; a health
+    check and, if the world ended invisible, a new seed; at a reduced grid, build the full-size
+    organism, then fill it from the grown one; build its renderer. Each build is its own unit, so
+    no single unit costs much more than a frame's own work (the frame waits for the unit it is
+    in).
+    """
 
     def __init__(self, simulation: Simulation, preset: Preset, seed: int):
         self.simulation, self.preset, self.seed = simulation, preset, seed
         self.grow_steps, self.shape_steps = WARMUP_STEPS[preset.engine]
         self.small: Organism | None = None
+        self.big: Organism | None = None  # the full-size organism, at a reduced warm-up grid
+        self.grown: Organism | None = None  # the grown world at full size, calibrated
         self.done_steps = 0
         self.attempts = 1
         self.result: Organism | None = None
@@ -87,8 +107,10 @@ class WarmUp:
         return self.result is not None
 
     def advance(self, deadline: float, max_steps: int | None) -> None:
-        """Work until `deadline` (perf_counter) or `max_steps`; each call does at least one unit."""
+        """Work until `deadline` (perf_counter) or `max_steps` engine steps; each call does at
+        least one unit."""
         sim, steps_this_call = self.simulation, 0
+        full_size = (sim.height, sim.width)
         while not self.finished:
             if self.small is None:
                 factor = warmup_factor(self.preset, sim.height, sim.width)
@@ -101,12 +123,20 @@ class WarmUp:
                 steps_this_call += 1
                 if self.done_steps % 2 == 0:
                     self._check_health(shaped)
-            elif self._failed() and self.attempts < WARMUP_ATTEMPTS:
+            elif self.grown is self.big is None and self._should_start_over():
                 self.attempts += 1
                 self.done_steps = 0
                 self.small.seed_world()
+            elif self.grown is None and (self.small.height, self.small.width) == full_size:
+                self.grown = self._calibrated(self.small)
+            elif self.big is None:
+                self.big = sim.new_organism(self.preset, self.seed, 1)
+            elif self.grown is None:
+                self.big.load_from(self.small)
+                self.grown = self._calibrated(self.big)
             else:
-                self.result = self._full_size()
+                sim.prepare_renderer(self.grown)
+                self.result = self.grown
             out_of_steps = max_steps is not None and steps_this_call >= max_steps
             if out_of_steps or time.perf_counter() >= deadline:
                 return
@@ -119,20 +149,18 @@ class WarmUp:
         elif self.done_steps % 20 == 0 and float(small.world.mean()) < DEAD_DURING_WARMUP:
             small.seed_world()
 
-    def _failed(self) -> bool:
+    def _should_start_over(self) -> bool:
+        """Whether the grown world ended invisible with attempts left (measures it)."""
         small = self.small
         assert small is not None
+        if self.attempts >= WARMUP_ATTEMPTS:
+            return False
         small.monitor.measure(small.world, 0)
         return small.monitor.failing()
 
-    def _full_size(self) -> Organism:
-        """The grown organism at the frame size, calibrated and put on screen."""
-        sim, small = self.simulation, self.small
-        assert small is not None
-        organism = small
-        if (small.height, small.width) != (sim.height, sim.width):
-            organism = sim.new_organism(self.preset, self.seed, 1)
-            organism.load_from(small)
+    @staticmethod
+    def _calibrated(organism: Organism) -> Organism:
+        """`organism` (at the frame size) measured, calibrated and marked as on screen."""
         monitor = organism.monitor
         monitor.measure(organism.world, 0)
         monitor.reset()
