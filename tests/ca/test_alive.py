@@ -18,7 +18,7 @@ second, seconds with a held frame left out) never falls below a quarter of its o
 bands above missed coral fading from filling the frame to a small blob (issue 19): they are
 absolute floors against death (0.2% alive), which a blob passes, and 30 s ends before the
 breathing's first trough (the LFO periods are 67-83 s; coral's first bust came at ~55 s).
-`test_default_coral_stays_lively_at_256` runs coral for 90 s (the old coral fell to 0.12 of its
+`test_default_coral_stays_lively_at_256` runs coral for 90 s (the old coral fell to 0.13 of its
 peak), the slow `test_preset_stays_lively_for_10_minutes` every preset for 10 minutes at 256 px.
 """
 
