@@ -38,8 +38,10 @@ FLOW_PIXELS_PER_STEP_AT_BASE = 0.8  # the prototype's tuned drift at 512 px
 REVIVE_CLUSTERS = 8
 KEEPSAKE_EVERY_FRAMES = 4  # a restored keepsake is at most this many frames old
 # Lenia's mu LFO (+-15% of mu) is capped at this many sigmas: a narrow growth band (coral, mycelium:
-# sigma 0.008-0.012, i.e. 15% of mu is ~1.5-2 sigma) cannot follow a larger swing and dies.
-LENIA_MU_SWING_SIGMAS = 1.0
+# sigma 0.009-0.015, i.e. 15% of mu is ~1.2-2 sigma) cannot follow a larger swing. At a cap of one
+# sigma coral still swung with the LFO from filling the frame to a small blob (alive 0.5 -> 0.06 at
+# 256-512 px) and back every minute or two; at half a sigma it held 0.45-0.54 at 256 px.
+LENIA_MU_SWING_SIGMAS = 0.5
 
 
 class Organism:

@@ -5,8 +5,9 @@ the frame is copied to the host, `settle()` acts on the health verdicts `tick` q
 (so a frame costs one wait, the copy's), rendering again in the rare frame that asks. `tick` turns
 `speed` (times the preset's own speed) into whole engine steps with a fractional accumulator, so 0.5
 is one step every other frame. A preset change (`set_preset`, or `reseed`) never stalls the frame
-stream: the incoming preset is grown off screen a slice per tick (`ca_server.warmup`, at most
-`warmup_budget_s`, about half a CPU frame) while the old one keeps running, then the two RGB frames
+stream: the incoming preset is grown off screen a slice per tick (`ca_server.warmup`: after the
+preset on screen has stepped, `warmup_budget_s`, 60% of a 30 fps frame, or as long as the frame's
+own work took if that is longer) while the old one keeps running, then the two RGB frames
 crossfade over `crossfade_frames` (~1 s; one fused launch per frame on the GPU). On a GPU the same
 budget covers hundreds of steps, so a switch completes within a few frames. The first preset is
 warmed up synchronously in the constructor, before any frame is due. The same path answers the
@@ -33,7 +34,8 @@ from ca_server.engines.keep_moving import NoisePool
 from ca_server.fused import KERNEL_SOURCES
 from ca_server.organism import Organism
 from ca_server.presets import DEFAULT_PRESET, Preset, load_preset
-from ca_server.warmup import WarmUp
+from ca_server.render import FlowAdvector, IridescentRenderer, build_flow_fields
+from ca_server.warmup import WarmUp, warmup_grids
 from ca_server.xp import Backend
 
 log = logging.getLogger("ca_server.simulation")
@@ -43,18 +45,6 @@ MAX_STEPS_PER_TICK = 32
 # After the device ran out of memory for a regrowth, the held picture goes on drifting this many
 # frames (≈ 5 s at 30 fps) before the next try, instead of failing again every frame.
 REGROWTH_RETRY_FRAMES = 150
-
-
-def _default_flow_factory(*args: Any, **kwargs: Any) -> Any:
-    from ca_server.render import FlowAdvector
-
-    return FlowAdvector(*args, **kwargs)
-
-
-def _default_renderer_factory(*args: Any, **kwargs: Any) -> Any:
-    from ca_server.render import IridescentRenderer
-
-    return IridescentRenderer(*args, **kwargs)
 
 
 class Simulation:
@@ -69,7 +59,7 @@ class Simulation:
         preset: str = DEFAULT_PRESET,
         seed: int = 0,
         presets_dir: Path | None = None,
-        warmup_budget_s: float = 0.015,
+        warmup_budget_s: float = 0.02,
         warmup_steps_per_tick: int | None = None,  # if set, replaces warmup_budget_s
         crossfade_frames: int = 30,
         flow_factory: Callable[..., Any] | None = None,
@@ -85,8 +75,8 @@ class Simulation:
         self.warmup_budget_s = warmup_budget_s
         self.warmup_steps_per_tick = warmup_steps_per_tick
         self.crossfade_frames = max(1, int(crossfade_frames))
-        self._flow_factory = flow_factory or _default_flow_factory
-        self._renderer_factory = renderer_factory or _default_renderer_factory
+        self._flow_factory = flow_factory or FlowAdvector
+        self._renderer_factory = renderer_factory or IridescentRenderer
         self._noise_pools: dict[tuple[int, int], NoisePool] = {}
         self._speed, self._hue_shift, self._brightness = 1.0, 0.0, 1.0
         self._accumulator = self._incoming_accumulator = 0.0
@@ -97,8 +87,13 @@ class Simulation:
         # Every fused kernel now, not in the frame that first needs it: on a GPU whose kernel
         # cache is cold (a fresh pod), NVRTC takes a fraction of a second per kernel, and the
         # first change to another engine would freeze the picture that long inside its tick.
+        # KERNEL_SOURCES lists the kernels of the modules imported so far: this module imports
+        # every module that defines one (the renderer's too), whatever imported it first.
         for source in KERNEL_SOURCES:
             backend.fused_kernel(source)
+        # Likewise the flow's unit fields, which every new organism needs on its grid.
+        for grid in warmup_grids(self.height, self.width):
+            build_flow_fields(*grid)
         target = load_preset(preset, presets_dir)
         self.preset_name = target.name
         warm = WarmUp(self, target, self.seed)
@@ -238,8 +233,16 @@ class Simulation:
             # A fixed step count per tick (tests, benchmarks) replaces the time budget, which
             # makes the frame at which the change lands reproducible.
             by_count = self.warmup_steps_per_tick is not None
-            deadline = math.inf if by_count else started + self.warmup_budget_s
-            self._warmup.advance(deadline, self.warmup_steps_per_tick)
+            now = time.perf_counter()
+            # The budget is the warm-up's own, counted from here: counted from the tick's start,
+            # the preset on screen used it up (at 1024² on a CPU one step of it did), leaving
+            # the warm-up one step a frame. And at least the on-screen frame's own work (this
+            # tick's steps, the last render and copy), so a change gets half the time even
+            # where a frame's work fills its period: it lands within about twice its warm-up's
+            # compute time, and a frame takes at most about twice its usual time meanwhile.
+            shown_work_s = now - started + self.stage_s["render"] + self.stage_s["copy"]
+            deadline = now + max(self.warmup_budget_s, shown_work_s)
+            self._warmup.advance(math.inf if by_count else deadline, self.warmup_steps_per_tick)
             if self._warmup.finished:
                 self._incoming = self._warmup.result
                 self._warmup = None
@@ -366,6 +369,16 @@ class Simulation:
         return self._crossfade.blend(round(256 * self._fade_frame / self.crossfade_frames), out)
 
     def _render_organism(self, organism: Organism, out: Any) -> Any:
+        return self._renderer_for(organism).render(organism.world, out=out)
+
+    def prepare_renderer(self, organism: Organism) -> None:
+        """Give `organism` its renderer with its colour table built: a warm-up's last unit, so
+        the crossfade's first frame costs what any other does (at 1024² on a CPU the two take
+        0.1-0.3 s)."""
+        self._renderer_for(organism).prepare()
+
+    def _renderer_for(self, organism: Organism) -> Any:
+        """`organism`'s renderer (made on first use), set to the live hue and brightness."""
         render_table = organism.preset.render
         if organism.renderer is None:
             organism.renderer = self._renderer_factory(
@@ -383,7 +396,7 @@ class Simulation:
             renderer.hue_shift = hue
         if renderer.brightness != brightness:
             renderer.brightness = brightness
-        return renderer.render(organism.world, out=out)
+        return renderer
 
     # -- status -------------------------------------------------------------------------------
     @property

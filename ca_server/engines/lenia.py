@@ -131,11 +131,14 @@ class LeniaEngine(Engine):
         stamp_max(self.backend, self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
+        # The prototype swung sigma by 15% and T by 25%: at 256 px over 10 minutes that drove
+        # jellyfish (sigma), amoeba (T), mycelium and coral from filling the frame to a small blob
+        # and back every minute or two (issue 19); at 5% and 10% they hold their coverage.
         mu, sigma, T = self.params["mu"], self.params["sigma"], self.params["T"]
         return (
             Breathing("mu", 0.15 * mu, 0.015, 1e-4),
-            Breathing("sigma", 0.15 * sigma, 0.012, 1e-4),
-            Breathing("T", 0.25 * T, 0.014, 3.0),
+            Breathing("sigma", 0.05 * sigma, 0.012, 1e-4),
+            Breathing("T", 0.10 * T, 0.014, 3.0),
         )
 
     def set_live(self, values: Mapping[str, float]) -> None:

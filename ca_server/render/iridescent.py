@@ -201,6 +201,10 @@ class IridescentRenderer:
         self._ema_primed = False
 
     # -- the frame ------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Build now what the first `render` would: the colour table for the current settings."""
+        self._color_lut(self._settings)
+
     def render(self, world: Any, out: Any = None) -> Any:
         """Colour one frame.
 

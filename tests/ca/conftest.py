@@ -45,6 +45,9 @@ class GrayRenderer:
         xp.copyto(out, rgb)
         return out
 
+    def prepare(self) -> None:
+        pass
+
     def reset(self) -> None:
         pass
 

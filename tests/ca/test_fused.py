@@ -7,8 +7,13 @@ the `gpu`-marked tests in test_gpu.py run the same comparisons on a real device.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,6 +195,65 @@ def test_every_kernel_is_compiled_before_the_first_frame():
         assert sim.preset_name == preset
     assert set(compiled) == built_before_the_first_frame
     assert backend.kernel_compiler.launches["gray_scott_substep"] > 0
+
+
+# The daemon as `ca-server serve` starts it, in a fresh interpreter so that only what serve itself
+# imports is loaded: `run_server` with the host-compiled kernels in place of NVRTC (no GPU here;
+# `select_backend` is the one thing replaced), stopped just before its first frame. Then every
+# module of the package is imported to list every kernel there is.
+SERVE_UNTIL_THE_FIRST_FRAME = """
+import importlib, json, pkgutil, sys
+import ca_server.cli  # what the `ca-server` console script imports
+from ca_server.cli.serve import run_server
+import ca_server.xp
+from ca_server.config import ServerConfig
+from ca_server.server import CAServer
+from host_cuda import host_fused_backend
+
+backend = host_fused_backend()
+ca_server.xp.select_backend = lambda *_args: backend
+built_before_the_first_frame = []
+
+def stop_before_the_first_frame(server):
+    built_before_the_first_frame.extend(backend.kernel_compiler.compiled)
+    server.stop_requested = True
+
+CAServer._produce_frame = stop_before_the_first_frame
+config = ServerConfig(backend="numpy", width=64, height=64, name=sys.argv[1], control=sys.argv[2])
+exit_code = int(run_server(config))
+for module in pkgutil.walk_packages(ca_server.__path__, "ca_server."):
+    if not module.name.endswith("__main__"):
+        importlib.import_module(module.name)
+from ca_server.fused import KERNEL_SOURCES
+print(json.dumps({"exit": exit_code, "built": built_before_the_first_frame,
+                  "all": [source.name for source in KERNEL_SOURCES]}))
+"""
+
+
+@pytest.mark.subprocess
+def test_serve_builds_every_kernel_before_its_first_frame(tmp_path):
+    # In serve's import order the renderer's modules were not imported yet when the Simulation
+    # asked for "every" kernel, so only 8 of 17 were built: the renderer's compiled (NVRTC on a
+    # GPU) inside the first frame, the thickener's inside the first change to tide_pool.
+    tests_dir = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SERVE_UNTIL_THE_FIRST_FRAME,
+            f"ca-test-{os.getpid()}",
+            f"ipc://{tmp_path}/control",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env={**os.environ, "PYTHONPATH": str(tests_dir)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["exit"] == 0
+    assert len(report["all"]) >= 17
+    assert sorted(set(report["built"])) == sorted(report["all"])
 
 
 @pytest.mark.parametrize("name", ["coral", "sl_gliders", "mnca_worm", "medusa"])

@@ -1,0 +1,67 @@
+"""A preset change in a live set: its warm-up is not starved by the preset on screen, and the
+work a change does at once (building organisms, flow fields, the renderer) stays out of the frame
+that shows it.
+
+The real 512²/5 s and 1024²/10 s switching schedules are `bench/bench_switching.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ca_server.render import build_flow_fields
+from ca_server.simulation import Simulation
+from ca_server.warmup import WARMUP_STEPS
+from ca_server.xp import numpy_backend
+
+BACKEND = numpy_backend(fft_workers=1)
+SLOW_STEP_S = 0.03  # longer than the warm-up's own budget (0.02 s)
+
+
+class SlowFlow:
+    """Stands in for a big frame on a slow CPU: the on-screen preset's step takes SLOW_STEP_S
+    (the flow sleeps, moving nothing), more than the warm-up's budget."""
+
+    active = True
+
+    def advect(self, field: Any, out: Any = None) -> Any:
+        time.sleep(SLOW_STEP_S)
+        return field
+
+
+def test_a_slow_frame_does_not_starve_the_warm_up(logic_only):
+    # With the budget counted from the tick's start, the on-screen step used it all and the
+    # warm-up got one step per tick: 800 ticks for a Lenia change (at 512² on a CPU, 27 s at
+    # 30 fps; the next change came first). Its own budget covers dozens of steps at 128² even
+    # on a loaded machine (a step takes 0.2-2 ms), so the change lands in a few dozen ticks.
+    sim = Simulation(BACKEND, width=128, height=128, preset="coral", **logic_only)
+    sim._current.flow = SlowFlow()  # the organism on screen only; the warm-up's flow is still
+    sim.set_preset("amoeba")
+    grow, shape = WARMUP_STEPS["lenia"]
+    ticks = 0
+    while sim.health()["warming"]:
+        sim.tick()
+        ticks += 1
+        assert ticks < (grow + shape) // 4, "the warm-up is getting about one step per tick"
+    assert sim.health()["crossfading"]
+
+
+def test_a_change_builds_no_flow_fields_and_brings_its_renderer(logic_only):
+    # Flow fields took ~1 s at 1024² (0.25 s at 512²), built for every new organism inside a
+    # tick; now once per grid, before the first frame. The incoming renderer (and its colour
+    # table) is built by the warm-up, not by the crossfade's first frame.
+    sim = Simulation(
+        BACKEND,
+        width=512,
+        height=512,
+        preset="mnca_worm",
+        warmup_steps_per_tick=10**6,
+        renderer_factory=logic_only["renderer_factory"],
+    )
+    built = build_flow_fields.cache_info().misses
+    sim.set_preset("amoeba")  # warms up at 256², then is built at 512²
+    sim.tick()
+    assert sim.health()["crossfading"]
+    assert sim._incoming is not None and sim._incoming.renderer is not None
+    assert build_flow_fields.cache_info().misses == built
