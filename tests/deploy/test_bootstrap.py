@@ -43,7 +43,8 @@ def test_first_run_installs_each_component_in_its_place(fake_pod: FakePod) -> No
     venv_calls = [c for c in calls if "\tvenv " in c]
     assert len(venv_calls) == 2 and all("/workspace/ca/envs/" in c for c in venv_calls)
     daemon_install = next(c for c in calls if "pip install" in c and str(tree) in c)
-    assert "cupy-cuda12x[ctk]>=14,<15" in daemon_install  # the fake GPU is an RTX 5090 on R570
+    # the fake GPU is an RTX 5090 on R570: CUDA 12 wheels, only the libraries the daemon loads
+    assert "cupy-cuda12x>=14,<15 cuda-toolkit[cudart,nvrtc,cufft]==12.*" in daemon_install
     assert "cuda-toolkit[nvrtc]>=12.8,<13" in daemon_install
     [plugin_install] = plugin_installs(fake_pod)
     assert plugin_install.endswith(f"--reinstall-package ca-server {tree}")
