@@ -176,10 +176,10 @@ class Simulation:
 
         A warm-up under way always lands (crossfades in): replaced by each new request, the
         slow ones never reached the screen of a VJ switching every 5 s. Requests that arrive
-        meanwhile wait, the newest of them wins, and it starts warming up as soon as that
-        crossfade ends. `preset_name` is always the newest request.
+        meanwhile wait, the newest of them wins, and it starts warming up as soon as that one
+        lands, during its crossfade. `preset_name` is always the newest request.
         """
-        if self._warmup is not None or self._waiting is not None:  # the latter: in its fade
+        if self._warmup is not None:
             self._waiting = (preset, seed)
         else:
             if self._incoming is not None:  # a fade in progress: land it now, then start over
@@ -234,7 +234,7 @@ class Simulation:
         return steps
 
     def _advance_change(self, started: float) -> None:
-        """The incoming organism's steps and the crossfade's progress, or the warm-up's slice."""
+        """The incoming organism's steps and the crossfade's progress, and the warm-up's slice."""
         if self._incoming is not None:
             self._incoming_accumulator += self._speed * self._incoming.preset.speed
             incoming_steps = int(self._incoming_accumulator)
@@ -246,11 +246,8 @@ class Simulation:
             self._fade_frame += 1
             if self._fade_frame >= self.crossfade_frames:
                 self._finish_fade()
-                if self._waiting is not None:  # asked for while the one now shown warmed up
-                    self._before_change = (self._current.preset.name, self._current.seed)
-                    self._warmup = WarmUp(self, *self._waiting)
-                    self._waiting = None
-        elif self._warmup is not None:
+        # Only a request that waited for a warm-up starts warming up during that one's fade.
+        if self._warmup is not None:
             # A fixed step count per tick (tests, benchmarks) replaces the time budget, which
             # makes the frame at which the change lands reproducible.
             by_count = self.warmup_steps_per_tick is not None
@@ -265,10 +262,16 @@ class Simulation:
             deadline = now + max(self.warmup_budget_s, shown_work_s)
             self._warmup.advance(math.inf if by_count else deadline, self.warmup_steps_per_tick)
             if self._warmup.finished:
+                if self._incoming is not None:  # the one before it has faded in long enough
+                    self._finish_fade()
                 self._incoming = self._warmup.result
                 self._warmup = None
                 self._fade_frame = 0
                 self._incoming_accumulator = self._accumulator
+                if self._waiting is not None:  # asked for while this one warmed up: next
+                    self._before_change = (self._current.preset.name, self._current.seed)
+                    self._warmup = WarmUp(self, *self._waiting)
+                    self._waiting = None
 
     def _dropped_change_for(self, error: Exception) -> bool:
         """Whether `error`, raised in a frame's work, dropped the change under way: running out

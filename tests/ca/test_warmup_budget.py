@@ -83,9 +83,9 @@ def shown_while_switching(sim: Simulation, requests: dict[int, str], ticks: int)
 def test_requests_faster_than_warm_ups_all_reach_the_screen(logic_only):
     # Issue 19 item 10: a request replaced a warm-up still under way, so a VJ switching every
     # 5 s at 512² on a CPU never saw the presets whose warm-up took longer (7 of 23, then 4).
-    # Lenia's warm-up is 800 steps: 20 ticks at 40 steps a tick, then 4 of crossfade. Each
-    # request comes while the one before it is still warming up (warm-ups at ticks 0-20,
-    # 24-44, 48-68, 72-92), and each waits for it.
+    # Lenia's warm-up is 800 steps: 20 ticks at 40 steps a tick. Each request comes while the
+    # one before it is still warming up, waits for it to land, then warms up during its
+    # crossfade (warm-ups at ticks 0-20, 20-40, 40-60, 60-80; on main, each replaced the last).
     sim = Simulation(
         BACKEND,
         width=128,
