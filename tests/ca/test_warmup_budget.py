@@ -116,3 +116,21 @@ def test_the_newest_of_the_waiting_requests_wins(logic_only):
     shown = shown_while_switching(sim, {0: "amoeba", 5: "lava_lamp", 10: "tide_pool"}, 80)
     assert shown == ["amoeba", "tide_pool"]
     assert sim.health()["preset"] == "tide_pool"
+
+
+def test_a_waiting_warm_up_that_lands_during_a_crossfade_ends_it(logic_only):
+    # The waiting request warms up during the crossfade of the one before it; with a crossfade
+    # longer than its warm-up, it lands first: the fade under way ends at once (like a request
+    # during a fade), and the new one fades in from there.
+    sim = Simulation(
+        BACKEND,
+        width=128,
+        height=128,
+        preset="coral",
+        warmup_steps_per_tick=40,
+        crossfade_frames=50,
+        **logic_only,
+    )
+    shown = shown_while_switching(sim, {0: "amoeba", 5: "lava_lamp"}, 45)
+    assert shown == ["amoeba", "lava_lamp"]
+    assert sim.showing == "amoeba" and sim.arriving == "lava_lamp"
