@@ -4,10 +4,11 @@
 The daemon's loop in one process (the Simulation with its real renderer and flow, `next_frame`
 into a host frame, `ca_server.server.FrameClock` at `--fps`), asking for every preset in turn,
 one every `--interval-s` seconds, starting from the last so that each request is a change. Per
-preset: when it reached the screen (its crossfade began) after the request, or never; the longest
-gap between two frames while its change was under way, in ms and in frame periods. With
-`--compute`, each preset's warm-up is also timed alone, back to back (its compute time, C), and the
-table gives landing time / C (issue 25's goal: at most 2). Markdown on stdout.
+preset: when it reached the screen (its crossfade began) after the request, or never (a newer
+request that waited with it won); the longest gap between two frames while it was pending, in ms
+and in frame periods. With `--compute`, each preset's warm-up is also timed alone, back to back
+(its compute time, C), and the table gives landing time / C (issue 25's goal: at most 2).
+Markdown on stdout.
 """
 
 from __future__ import annotations
@@ -39,26 +40,27 @@ def run_set(size: int, interval_s: float, fps: float) -> list[dict]:
     host_frame = np.empty((size, size, 3), np.uint8)
     clock = FrameClock(fps)
     rows: list[dict] = []
-    current: dict | None = None
+    pending: list[dict] = []  # asked for, neither on screen yet nor passed over
     started = last_frame = time.monotonic()
-    while len(rows) < len(names) or current is not None:
+    while len(rows) < len(names) or pending:
         now = time.monotonic()
         if len(rows) < len(names) and now - started >= len(rows) * interval_s:
             name = names[len(rows)]
             sim.set_preset(name)
-            current = {"preset": name, "asked_s": now - started, "landed_s": None, "gap_ms": 0.0}
-            rows.append(current)
+            rows.append({"preset": name, "asked_s": now - started, "landed_s": None, "gap_ms": 0})
+            pending.append(rows[-1])
         sim.next_frame(host_out=host_frame)
         now = time.monotonic()
-        if current is not None:
-            current["gap_ms"] = max(current["gap_ms"], (now - last_frame) * 1e3)
-            health = sim.health()
-            shown = health["crossfading"] or health["showing"] == current["preset"]
-            if shown and health["preset"] == current["preset"]:
-                current["landed_s"] = now - started - current["asked_s"]
-                current = None
-            elif health["preset"] != current["preset"]:
-                current = None  # replaced before it reached the screen
+        for row in pending:
+            row["gap_ms"] = max(row["gap_ms"], (now - last_frame) * 1e3)
+        on_screen = sim.arriving or sim.showing
+        landed = next((i for i, row in enumerate(pending) if row["preset"] == on_screen), None)
+        if landed is not None:  # requests before it were passed over: never shown
+            pending[landed]["landed_s"] = now - started - pending[landed]["asked_s"]
+            del pending[: landed + 1]
+        health = sim.health()
+        if len(rows) == len(names) and not (health["warming"] or health["crossfading"]):
+            pending.clear()  # idle with nothing to ask: the rest were passed over
         last_frame = now
         time.sleep(clock.advance())
     return rows

@@ -15,6 +15,7 @@ health monitor: when the world on screen fails (dead, invisible, collapsed) or n
 its organism holds the last visible picture drifting along the flow while a fresh seed regrows off
 screen, then crossfades in, so the stream never passes through black. A change that runs out of
 memory (on the GPU: past the daemon's --max-vram-mb) is dropped, and the preset on screen goes on.
+A request that arrives while a warm-up runs waits for it to land; the newest waiting one is next.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class Simulation:
         assert warm.result is not None
         self._current: Organism = warm.result
         self._warmup: WarmUp | None = None
+        self._waiting: tuple[Preset, int] | None = None  # the newest request while one warms up
         self._incoming: Organism | None = None
         self._fade_frame = 0
         self._crossfade = Crossfade(backend, self.height, self.width)
@@ -145,6 +147,11 @@ class Simulation:
         """The preset on screen (differs from `preset_name` while a change warms up)."""
         return self._current.preset.name
 
+    @property
+    def arriving(self) -> str | None:
+        """The preset crossfading in (it has reached the screen), or None."""
+        return self._incoming.preset.name if self._incoming is not None else None
+
     # -- preset changes ----------------------------------------------------------------------
     def set_preset(self, name: str) -> None:
         """Switch to preset `name`: validated now, warmed up over the next ticks, crossfaded in.
@@ -165,13 +172,23 @@ class Simulation:
         return self.seed
 
     def _start_change(self, preset: Preset, seed: int) -> None:
-        if self._incoming is not None:  # a fade in progress: land it now, then start over
-            self._finish_fade()
-        if self._warmup is None:  # else one warm-up replaces another: the screen is unchanged
+        """Warm `preset` up now, or, while a warm-up is under way, once that one has landed.
+
+        A warm-up under way always lands (crossfades in): replaced by each new request, the
+        slow ones never reached the screen of a VJ switching every 5 s. Requests that arrive
+        meanwhile wait, the newest of them wins, and it starts warming up as soon as that one
+        lands, during its crossfade. `preset_name` is always the newest request.
+        """
+        if self._warmup is not None:
+            self._waiting = (preset, seed)
+        else:
+            if self._incoming is not None:  # a fade in progress: land it now, then start over
+                self._finish_fade()
             self._before_change = (self.preset_name, self.seed)  # put back on a drop
+            self._waiting = None
+            self._warmup = WarmUp(self, preset, seed)
         self.preset_name, self.seed = preset.name, seed
         self.change_error = None
-        self._warmup = WarmUp(self, preset, seed)
 
     def new_organism(self, preset: Preset, seed: int, factor: int) -> Organism:
         height, width = self.height // factor, self.width // factor
@@ -217,7 +234,7 @@ class Simulation:
         return steps
 
     def _advance_change(self, started: float) -> None:
-        """The incoming organism's steps and the crossfade's progress, or the warm-up's slice."""
+        """The incoming organism's steps and the crossfade's progress, and the warm-up's slice."""
         if self._incoming is not None:
             self._incoming_accumulator += self._speed * self._incoming.preset.speed
             incoming_steps = int(self._incoming_accumulator)
@@ -229,7 +246,8 @@ class Simulation:
             self._fade_frame += 1
             if self._fade_frame >= self.crossfade_frames:
                 self._finish_fade()
-        elif self._warmup is not None:
+        # Only a request that waited for a warm-up starts warming up during that one's fade.
+        if self._warmup is not None:
             # A fixed step count per tick (tests, benchmarks) replaces the time budget, which
             # makes the frame at which the change lands reproducible.
             by_count = self.warmup_steps_per_tick is not None
@@ -244,10 +262,16 @@ class Simulation:
             deadline = now + max(self.warmup_budget_s, shown_work_s)
             self._warmup.advance(math.inf if by_count else deadline, self.warmup_steps_per_tick)
             if self._warmup.finished:
+                if self._incoming is not None:  # the one before it has faded in long enough
+                    self._finish_fade()
                 self._incoming = self._warmup.result
                 self._warmup = None
                 self._fade_frame = 0
                 self._incoming_accumulator = self._accumulator
+                if self._waiting is not None:  # asked for while this one warmed up: next
+                    self._before_change = (self._current.preset.name, self._current.seed)
+                    self._warmup = WarmUp(self, *self._waiting)
+                    self._waiting = None
 
     def _dropped_change_for(self, error: Exception) -> bool:
         """Whether `error`, raised in a frame's work, dropped the change under way: running out
@@ -263,7 +287,7 @@ class Simulation:
 
     def _drop_change(self, name: str, reason: str) -> None:
         self._unsettled = [organism for organism in self._unsettled if organism is self._current]
-        self._warmup = self._incoming = None
+        self._warmup = self._incoming = self._waiting = None
         self._crossfade.release()
         self.preset_name, self.seed = self._before_change
         # Noise tables for a warm-up grid: only the frame-sized one serves the organism on screen.

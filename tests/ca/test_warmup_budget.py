@@ -65,3 +65,72 @@ def test_a_change_builds_no_flow_fields_and_brings_its_renderer(logic_only):
     assert sim.health()["crossfading"]
     assert sim._incoming is not None and sim._incoming.renderer is not None
     assert build_flow_fields.cache_info().misses == built
+
+
+def shown_while_switching(sim: Simulation, requests: dict[int, str], ticks: int) -> list[str]:
+    """The presets that reached the screen (began their crossfade), in order, over `ticks`
+    ticks, asking for `requests[tick]` at those ticks."""
+    shown: list[str] = []
+    for tick in range(ticks):
+        if tick in requests:
+            sim.set_preset(requests[tick])
+        sim.tick()
+        if sim.arriving is not None and (not shown or shown[-1] != sim.arriving):
+            shown.append(sim.arriving)
+    return shown
+
+
+def test_requests_faster_than_warm_ups_all_reach_the_screen(logic_only):
+    # Issue 19 item 10: a request replaced a warm-up still under way, so a VJ switching every
+    # 5 s at 512² on a CPU never saw the presets whose warm-up took longer (7 of 23, then 4).
+    # Lenia's warm-up is 800 steps: 20 ticks at 40 steps a tick. Each request comes while the
+    # one before it is still warming up, waits for it to land, then warms up during its
+    # crossfade (warm-ups at ticks 0-20, 20-40, 40-60, 60-80; on main, each replaced the last).
+    sim = Simulation(
+        BACKEND,
+        width=128,
+        height=128,
+        preset="coral",
+        warmup_steps_per_tick=40,
+        crossfade_frames=4,
+        **logic_only,
+    )
+    names = ["amoeba", "lava_lamp", "tide_pool", "jellyfish"]
+    requests = dict(zip([0, 12, 30, 55], names, strict=True))
+    shown = shown_while_switching(sim, requests, 120)
+    assert shown == names
+    assert sim.showing == sim.preset_name == "jellyfish"
+
+
+def test_the_newest_of_the_waiting_requests_wins(logic_only):
+    # Two requests while one warm-up runs: the one under way lands, then the newest of them.
+    sim = Simulation(
+        BACKEND,
+        width=128,
+        height=128,
+        preset="coral",
+        warmup_steps_per_tick=40,
+        crossfade_frames=4,
+        **logic_only,
+    )
+    shown = shown_while_switching(sim, {0: "amoeba", 5: "lava_lamp", 10: "tide_pool"}, 80)
+    assert shown == ["amoeba", "tide_pool"]
+    assert sim.health()["preset"] == "tide_pool"
+
+
+def test_a_waiting_warm_up_that_lands_during_a_crossfade_ends_it(logic_only):
+    # The waiting request warms up during the crossfade of the one before it; with a crossfade
+    # longer than its warm-up, it lands first: the fade under way ends at once (like a request
+    # during a fade), and the new one fades in from there.
+    sim = Simulation(
+        BACKEND,
+        width=128,
+        height=128,
+        preset="coral",
+        warmup_steps_per_tick=40,
+        crossfade_frames=50,
+        **logic_only,
+    )
+    shown = shown_while_switching(sim, {0: "amoeba", 5: "lava_lamp"}, 45)
+    assert shown == ["amoeba", "lava_lamp"]
+    assert sim.showing == "amoeba" and sim.arriving == "lava_lamp"
