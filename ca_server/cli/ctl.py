@@ -233,7 +233,7 @@ def pause(context: typer.Context) -> None:
 
 @ctl_app.command()
 def resume(context: typer.Context) -> None:
-    """Publish frames again."""
+    """Step and publish frames again."""
     ctx: CtlContext = context.obj
     ctx.show(ctx.call("resume"), "resumed")
 
