@@ -2,8 +2,8 @@
 
 `python bench/bench_launches.py [--presets coral ...] [--size 128] [--frames 20]`
 On CuPy each array operation is one kernel launch (or a few, for an FFT) plus its Python dispatch,
-and at 1024² those launches, not bandwidth, bound the GPU loop (research/ca-engines.md §8). This
-counts them on the CPU, where no GPU is needed, with the counter tests/ca/test_launch_budget.py
+and at 1024² those launches, not bandwidth, bound the GPU loop (docs/architecture.md, GPU time).
+This counts them on the CPU, where no GPU is needed, with the counter tests/ca/test_launch_budget.py
 asserts on (tests/device_boundary.py: the GPU branches behind CuPy's rules; every ufunc call,
 array function that writes, assignment, copy, FFT, filter and fused launch counts one). "numpy"
 is the reference chain; "fused" is the same frames with the fused kernels, compiled for the CPU

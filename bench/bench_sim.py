@@ -10,10 +10,10 @@ settles; presets with a speed above 1 take two steps on some ticks), "render" is
 `Simulation.render()` and "copy" the one device-to-host copy of the frame into a preallocated host
 buffer, page-locked as the daemon's ring slots are (a no-op on numpy). The full loop is step +
 render (+ copy), the same definition as the prototype's "full loop" (1 step + render) in
-research/peer-plugin.md §6.2, whose per-engine fps is the `vs proto` baseline. On numpy the stages
-are timed with `perf_counter`; on CuPy with CUDA events recorded on the current stream around each
-stage (the host clock is read only after synchronising), and the table adds the memory pool's
-bytes in use. "free-running fps" is the issue-6 goal's measure:
+docs/prototype.md (Measured speed), whose per-engine fps is the `vs proto` baseline. On numpy
+the stages are timed with `perf_counter`; on CuPy with CUDA events on the current stream around
+each stage (the host clock is read only after synchronising), and the table adds the memory
+pool's bytes in use. "free-running fps" is the issue-6 goal's measure:
 the same frames run back to back (`Simulation.next_frame`, the daemon's frame: tick, render, copy,
 settle, all at the preset's speed) with no events in between, on the wall clock, so it includes the
 Python dispatch that bounds a GPU loop.
@@ -34,7 +34,7 @@ from ca_server.presets import load_preset, preset_names
 from ca_server.simulation import Simulation
 from ca_server.xp import Backend, BackendUnavailableError, cupy_backend, numpy_backend
 
-# The prototype's full-loop fps on this class of machine (peer-plugin.md §6.2), per engine.
+# The prototype's full-loop fps on this class of machine (docs/prototype.md), per engine.
 PROTOTYPE_FPS = {
     512: {"lenia": 45.5, "smoothlife": 27.0, "mnca": 39.1, "gray_scott": 39.2},
     1024: {"lenia": 10.9, "smoothlife": 6.7, "mnca": 9.4, "gray_scott": 9.7},

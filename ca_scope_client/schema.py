@@ -25,7 +25,7 @@ from scope.core.pipelines.base_schema import (
 )
 
 from ca_server.presets import DEFAULT_PRESET, ENGINE_NAMES, Preset, load_all
-from ca_server.wire.protocol import OPS
+from ca_server.wire.protocol import op_range
 
 PIPELINE_ID = "ca-server-cellular-automata"
 
@@ -53,15 +53,9 @@ PresetName = Literal[PRESET_NAMES]  # type: ignore[valid-type]  # built from dat
 MAX_FRAMES_PER_CALL = 16
 
 
-def _bounds(op: str) -> tuple[float, float]:
-    """The (min, max) the daemon accepts for `op`'s single argument."""
-    (arg,) = OPS[op].args
-    return float(arg.min), float(arg.max)
-
-
-SPEED_MIN, SPEED_MAX = _bounds("speed")
-HUE_MIN, HUE_MAX = _bounds("hue")
-BRIGHTNESS_MIN, BRIGHTNESS_MAX = _bounds("brightness")
+SPEED_MIN, SPEED_MAX = op_range("speed")
+HUE_MIN, HUE_MAX = op_range("hue")
+BRIGHTNESS_MIN, BRIGHTNESS_MAX = op_range("brightness")
 
 
 class CellularAutomataConfig(BasePipelineConfig):

@@ -12,9 +12,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ca_server.errors import CAServerError
+from ca_server.exit_codes import ExitCode
 from ca_server.wire.errors import WireError
 from ca_server.wire.paths import default_ring_name, validate_ring_name
-from ca_server.xp import BACKEND_CHOICES
 
 GPU_DEFAULT_SIZE = 1024
 CPU_DEFAULT_SIZE = 512
@@ -23,10 +24,13 @@ CPU_DEFAULT_SIZE = 512
 MIN_FRAME_SIDE = 32
 MAX_FRAME_SIDE = 8192
 LOG_LEVELS = ("debug", "info", "warning", "error")
+BACKEND_CHOICES = ("auto", "numpy", "cupy")  # `auto`: CuPy when it works, else numpy (xp.py)
 
 
-class ConfigError(ValueError):
+class ConfigError(CAServerError, ValueError):
     """An option has a value the daemon cannot run with."""
+
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 On CuPy every array operation is a kernel launch plus several microseconds of Python dispatch,
 while at 1024² a pass over the frame moves its 4 MB in about a microsecond of HBM time, so the
-number of launches, not bandwidth, sets a GPU frame's cost (research/ca-engines.md §8). The hot
+number of launches, not bandwidth, sets a GPU frame's cost (docs/architecture.md, GPU time). The hot
 per-pixel chains (an engine's update, the keep-moving extras, flow advection, the renderer's
 shading) are therefore also written as CUDA C, each beside the numpy sequence it replaces; numpy
 stays the reference and the CPU path. This module holds what every such kernel shares:

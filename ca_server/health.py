@@ -7,7 +7,7 @@ of nine array operations, the second writing the scalars straight into mapped pa
 memory. Nothing waits for them: `read_measurement` takes them after the device has finished the
 frame (the frame copy's wait), so the loop keeps one device-to-host copy and one wait per frame.
 `measure` does both at once, with its own wait (warm-up, off screen). `decide` turns them into at
-most one action per frame, following the prototype's coverage management (peer-plugin.md §2.5) with
+most one action per frame, following the prototype's coverage management (docs/prototype.md) with
 the gaps it left closed: a world that stays dead after cluster drops is fully reseeded; an overfull
 world is eroded, harder for MNCA (whose weak erosion let it fill the frame), and reseeded if that
 fails; a frozen world (activity below a floor for seconds) is perturbed; a non-finite world is

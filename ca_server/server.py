@@ -23,6 +23,7 @@ from typing import Any
 
 from ca_server import __version__
 from ca_server.config import ServerConfig
+from ca_server.exit_codes import ExitCode
 from ca_server.presets import PresetFileError, UnknownPresetError, catalog
 from ca_server.simulation import Simulation
 from ca_server.wire.control import ControlEndpoint, remove_stale_ipc_socket
@@ -184,7 +185,7 @@ class CAServer:
 
         def request_stop(signum: int, _frame: Any) -> None:
             if self.stop_requested and signum == signal.SIGINT:
-                os._exit(130)
+                os._exit(ExitCode.INTERRUPTED)
             self.stop_requested = True
 
         signal.signal(signal.SIGTERM, request_stop)

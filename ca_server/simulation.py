@@ -37,11 +37,12 @@ from ca_server.organism import Organism
 from ca_server.presets import DEFAULT_PRESET, Preset, load_preset
 from ca_server.render import FlowAdvector, IridescentRenderer, build_flow_fields
 from ca_server.warmup import WarmUp, warmup_grids
+from ca_server.wire.protocol import op_range
 from ca_server.xp import Backend
 
 log = logging.getLogger("ca_server.simulation")
 
-MAX_SPEED = 8.0
+SPEED_RANGE, HUE_RANGE, BRIGHTNESS_RANGE = (op_range(op) for op in ("speed", "hue", "brightness"))
 MAX_STEPS_PER_TICK = 32
 # After the device ran out of memory for a regrowth, the held picture goes on drifting this many
 # frames (≈ 5 s at 30 fps) before the next try, instead of failing again every frame.
@@ -117,30 +118,31 @@ class Simulation:
     # -- live controls ---------------------------------------------------------------------
     @property
     def speed(self) -> float:
-        """Engine steps per frame, times the preset's own speed; 0..8, fractions accumulate."""
+        """Engine steps per frame, times the preset's own speed; SPEED_RANGE, fractions add up."""
         return self._speed
 
     @speed.setter
     def speed(self, value: float) -> None:
-        self._speed = _checked("speed", value, 0.0, MAX_SPEED)
+        self._speed = _checked("speed", value, *SPEED_RANGE)
 
     @property
     def hue_shift(self) -> float:
-        """Hue rotation in turns (0..1), added to the preset's own hue."""
+        """Hue rotation in turns (`HUE_RANGE`), added to the preset's own hue."""
         return self._hue_shift
 
     @hue_shift.setter
     def hue_shift(self, value: float) -> None:
-        self._hue_shift = _checked("hue_shift", value, 0.0, 1.0)
+        self._hue_shift = _checked("hue_shift", value, *HUE_RANGE)
 
     @property
     def brightness(self) -> float:
-        """Brightness multiplier (0..3) on the preset's own brightness, capped at 3."""
+        """Brightness multiplier (`BRIGHTNESS_RANGE`) on the preset's own brightness; the
+        product is capped at the range's top."""
         return self._brightness
 
     @brightness.setter
     def brightness(self, value: float) -> None:
-        self._brightness = _checked("brightness", value, 0.0, 3.0)
+        self._brightness = _checked("brightness", value, *BRIGHTNESS_RANGE)
 
     @property
     def showing(self) -> str:
@@ -415,7 +417,9 @@ class Simulation:
             )
         renderer = organism.renderer
         hue = (render_table.get("hue", 0.0) + self._hue_shift) % 1.0
-        brightness = min(3.0, render_table.get("brightness", 1.0) * self._brightness)
+        brightness = min(
+            BRIGHTNESS_RANGE[1], render_table.get("brightness", 1.0) * self._brightness
+        )
         if renderer.hue_shift != hue:
             renderer.hue_shift = hue
         if renderer.brightness != brightness:

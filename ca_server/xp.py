@@ -18,19 +18,23 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ca_server.config import BACKEND_CHOICES
+from ca_server.errors import CAServerError
+from ca_server.exit_codes import ExitCode
 from ca_server.fused import CupyKernelCompiler, FusedKernel, KernelSource
 
 log = logging.getLogger("ca_server.xp")
 
 BackendChoice = Literal["auto", "numpy", "cupy"]
-BACKEND_CHOICES: tuple[str, ...] = ("auto", "numpy", "cupy")
 CUDA_HOST_ALLOC_MAPPED = 2  # cudaHostAllocMapped: page-locked host memory kernels can address
 # cudaErrorMemoryAllocation, CUDA_ERROR_OUT_OF_MEMORY and CUFFT_ALLOC_FAILED are all 2.
 CUDA_OUT_OF_MEMORY = 2
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(CAServerError, RuntimeError):
     """The requested array backend cannot be used on this machine."""
+
+    exit_code = ExitCode.CONFIG
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The import rule of DESIGN.md, proved in a fresh interpreter: the wire package (and, later, the
-Scope client) loads none of the heavy or daemon-only modules. Add a module with one line in
+"""The import rule of docs/architecture.md, proved in a fresh interpreter: the wire package (and
+the Scope client) loads none of the heavy or daemon-only modules. Add a module with one line in
 `BOUNDARY`."""
 
 from __future__ import annotations

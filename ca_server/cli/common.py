@@ -7,6 +7,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from ca_server.config import ServerConfig
 from ca_server.exit_codes import ExitCode
 
 NameOption = Annotated[
@@ -27,7 +28,7 @@ def complete_preset(incomplete: str) -> list[str]:
     return [name for name in preset_names() if name.startswith(incomplete)]
 
 
-def ring_name_or_default(name: str | None, gpu: int = 0) -> str:
+def ring_name_or_default(name: str | None, gpu: int = ServerConfig.gpu) -> str:
     from ca_server.wire.paths import default_ring_name
 
     return name or default_ring_name(gpu)

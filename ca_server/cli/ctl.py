@@ -18,6 +18,14 @@ from typer.core import TyperGroup
 
 from ca_server.cli.common import NameOption, complete_preset, fail, ring_name_or_default
 from ca_server.exit_codes import ExitCode
+from ca_server.wire.errors import ControlError, DaemonUnavailableError, WireError
+from ca_server.wire.protocol import op_range
+
+
+def range_text(op: str) -> str:
+    """`op`'s accepted range as the help shows it, e.g. "0 to 8"."""
+    low, high = op_range(op)
+    return f"{low:g} to {high:g}"
 
 
 class SharedOptionsAnywhere(TyperGroup):
@@ -101,8 +109,6 @@ class CtlContext:
         """Send one request; print the outcome; exit non-zero on any failure."""
         from ca_server.wire.control import ControlClient
         from ca_server.wire.control_keys import load_client_keys, uses_curve
-        from ca_server.wire.errors import ControlError, DaemonUnavailableError, WireError
-        from ca_server.wire.protocol import exit_code_for
 
         try:
             endpoint = self.endpoint()
@@ -111,18 +117,17 @@ class CtlContext:
                 keys = load_client_keys(self.control_key)
             with ControlClient(endpoint, timeout_s=self.timeout_s, curve_keys=keys) as client:
                 return client.call(op, **args)
-        except DaemonUnavailableError as exc:
-            self._fail(exc.code, exc.message, ExitCode.UNAVAILABLE)
         except ControlError as exc:
-            self._fail(exc.code, exc.message, ExitCode(exit_code_for(exc.code)))
-        except WireError as exc:
-            self._fail("unavailable", str(exc), ExitCode.UNAVAILABLE)
+            self._fail(exc)
+        except WireError as exc:  # no endpoint, no usable key: the daemon cannot be reached
+            self._fail(DaemonUnavailableError(str(exc)))
 
-    def _fail(self, code: str, message: str, exit_code: ExitCode | int) -> NoReturn:
+    def _fail(self, error: ControlError) -> NoReturn:
         if self.as_json:
-            typer.echo(json.dumps({"ok": False, "error": {"code": code, "message": message}}))
-            raise typer.Exit(int(exit_code))
-        fail(message, exit_code)
+            reply = {"ok": False, "error": {"code": str(error.code), "message": error.message}}
+            typer.echo(json.dumps(reply))
+            raise typer.Exit(int(error.exit_code))
+        fail(error.message, error.exit_code)
 
     def show(self, result: Any, text: str) -> None:
         typer.echo(json.dumps({"ok": True, "result": result}) if self.as_json else text)
@@ -189,23 +194,20 @@ def preset(
     ctx.show(ctx.call("preset", name=name), f"preset {name}")
 
 
-@ctl_app.command()
+@ctl_app.command(help=f"Simulation steps per frame, {range_text('speed')} (fractions accumulate).")
 def speed(context: typer.Context, value: float) -> None:
-    """Simulation steps per frame, 0 to 8 (fractions accumulate)."""
     ctx: CtlContext = context.obj
     ctx.show(ctx.call("speed", value=value), f"speed {value:g}")
 
 
-@ctl_app.command()
+@ctl_app.command(help=f"Hue shift, {range_text('hue')} (a turn of the colour wheel).")
 def hue(context: typer.Context, value: float) -> None:
-    """Hue shift, 0 to 1 (a turn of the colour wheel)."""
     ctx: CtlContext = context.obj
     ctx.show(ctx.call("hue", value=value), f"hue {value:g}")
 
 
-@ctl_app.command()
+@ctl_app.command(help=f"Brightness, {range_text('brightness')}.")
 def brightness(context: typer.Context, value: float) -> None:
-    """Brightness, 0 to 3."""
     ctx: CtlContext = context.obj
     ctx.show(ctx.call("brightness", value=value), f"brightness {value:g}")
 
@@ -224,14 +226,14 @@ def reseed(
 
 @ctl_app.command()
 def pause(context: typer.Context) -> None:
-    """Stop publishing frames (the heartbeat keeps going)."""
+    """Freeze the picture: no steps, no new frames (the heartbeat keeps going)."""
     ctx: CtlContext = context.obj
     ctx.show(ctx.call("pause"), "paused")
 
 
 @ctl_app.command()
 def resume(context: typer.Context) -> None:
-    """Publish frames again."""
+    """Step and publish frames again."""
     ctx: CtlContext = context.obj
     ctx.show(ctx.call("resume"), "resumed")
 

@@ -32,7 +32,7 @@ def presets(
     try:
         found = catalog(presets_dir)
     except PresetFileError as exc:
-        fail(str(exc), ExitCode.CONFIG)
+        fail(str(exc), exc.exit_code)
     if as_json:
         rows = [{"name": p.name, "title": p.title, "engine": p.engine} for p in found.presets]
         typer.echo(json.dumps({"ok": True, "result": rows}))
@@ -149,7 +149,7 @@ def open_ring(name: str) -> Any:
         reader.attach()
     except RingError as exc:
         reader.close()
-        fail(str(exc), ExitCode.UNAVAILABLE)
+        fail(str(exc), exc.exit_code)
     return reader
 
 

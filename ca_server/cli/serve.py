@@ -6,47 +6,60 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from ca_server.cli.common import NameOption, complete_preset, fail
+from ca_server.config import CPU_DEFAULT_SIZE, GPU_DEFAULT_SIZE, ServerConfig
 from ca_server.exit_codes import ExitCode
+
+DEFAULTS = ServerConfig()  # the options' defaults are ServerConfig's, stated there only
 
 
 def serve(
-    gpu: Annotated[int, typer.Option(envvar="CA_SERVER_GPU", help="CUDA device index.")] = 0,
+    gpu: Annotated[
+        int, typer.Option(envvar="CA_SERVER_GPU", help="CUDA device index.")
+    ] = DEFAULTS.gpu,
     backend: Annotated[
         str, typer.Option(envvar="CA_SERVER_BACKEND", help="auto | numpy | cupy.")
-    ] = "auto",
+    ] = DEFAULTS.backend,
     width: Annotated[
-        int | None, typer.Option(envvar="CA_SERVER_WIDTH", help="Default 1024 GPU, 512 CPU.")
-    ] = None,
-    height: Annotated[int | None, typer.Option(envvar="CA_SERVER_HEIGHT")] = None,
-    fps: Annotated[float, typer.Option(envvar="CA_SERVER_FPS", help="Target frame rate.")] = 30.0,
+        int | None,
+        typer.Option(
+            envvar="CA_SERVER_WIDTH",
+            help=f"Default {GPU_DEFAULT_SIZE} GPU, {CPU_DEFAULT_SIZE} CPU.",
+        ),
+    ] = DEFAULTS.width,
+    height: Annotated[int | None, typer.Option(envvar="CA_SERVER_HEIGHT")] = DEFAULTS.height,
+    fps: Annotated[
+        float, typer.Option(envvar="CA_SERVER_FPS", help="Target frame rate.")
+    ] = DEFAULTS.fps,
     preset: Annotated[
         str, typer.Option(envvar="CA_SERVER_PRESET", autocompletion=complete_preset)
-    ] = "coral",
-    seed: Annotated[int, typer.Option(envvar="CA_SERVER_SEED")] = 0,
-    name: NameOption = None,
-    slots: Annotated[int, typer.Option(envvar="CA_SERVER_SLOTS", help="Ring slots.")] = 8,
+    ] = DEFAULTS.preset,
+    seed: Annotated[int, typer.Option(envvar="CA_SERVER_SEED")] = DEFAULTS.seed,
+    name: NameOption = DEFAULTS.name,
+    slots: Annotated[int, typer.Option(envvar="CA_SERVER_SLOTS", help="Ring slots.")] = (
+        DEFAULTS.slots
+    ),
     control: Annotated[
         str | None,
         typer.Option(envvar="CA_SERVER_CONTROL", help="ZeroMQ endpoint (default ipc://…)."),
-    ] = None,
+    ] = DEFAULTS.control,
     allow_remote: Annotated[
         bool, typer.Option(envvar="CA_SERVER_ALLOW_REMOTE", help="Allow a non-loopback bind.")
-    ] = False,
+    ] = DEFAULTS.allow_remote,
     presets_dir: Annotated[
         Path | None, typer.Option(envvar="CA_SERVER_PRESETS_DIR", help="Extra preset files.")
-    ] = None,
+    ] = DEFAULTS.presets_dir,
     max_vram_mb: Annotated[
         int | None, typer.Option(envvar="CA_SERVER_MAX_VRAM_MB", help="Cap on CuPy's pool.")
-    ] = 1024,
-    log_level: Annotated[str, typer.Option(envvar="CA_SERVER_LOG_LEVEL")] = "info",
+    ] = DEFAULTS.max_vram_mb,
+    log_level: Annotated[str, typer.Option(envvar="CA_SERVER_LOG_LEVEL")] = DEFAULTS.log_level,
 ) -> None:
     """Run the daemon: simulate, render and publish frames into the shared-memory ring."""
-    from ca_server.config import ConfigError, ServerConfig
+    from ca_server.config import ConfigError
 
     config = ServerConfig(
         gpu=gpu,
@@ -67,7 +80,7 @@ def serve(
     try:
         config.resolved()
     except ConfigError as exc:
-        fail(str(exc), ExitCode.USAGE)
+        fail(str(exc), exc.exit_code)
     logging.basicConfig(
         stream=sys.stderr,
         level=config.log_level.upper(),
@@ -76,70 +89,47 @@ def serve(
     raise typer.Exit(int(run_server(config)))
 
 
-def run_server(config: Any) -> ExitCode:
-    """Start the daemon for `config`, serve until a signal, shut down; return the exit code."""
-    from ca_server.presets import PresetFileError, UnknownPresetError
+def run_server(config: ServerConfig) -> ExitCode:
+    """Start the daemon for `config`, serve until a signal, shut down; return the exit code: the
+    failing error's `exit_code` (see `ca_server.errors`), 1 for a bug, 0 after a clean stop."""
+    from ca_server.errors import CAServerError, OutOfMemoryError
     from ca_server.server import CAServer
-    from ca_server.wire.errors import (
-        EndpointRefusedError,
-        RingError,
-        RingInUseError,
-        ShmTooSmallError,
-        WireError,
-    )
-    from ca_server.xp import BackendUnavailableError, select_backend
+    from ca_server.wire.errors import RingTruncatedError
+    from ca_server.xp import select_backend
 
     log = logging.getLogger("ca_server.cli")
     try:
         backend = select_backend(config.backend, config.gpu, config.max_vram_mb)
-    except BackendUnavailableError as exc:
+        config = config.resolved(backend.name)
+        try:
+            server = CAServer(config, backend)
+        except Exception as exc:
+            if not backend.ran_out_of_memory(exc):
+                raise
+            raise OutOfMemoryError(out_of_memory_line(config, backend.is_gpu, exc)) from exc
+    except CAServerError as exc:
         log.error("%s", exc)
-        return ExitCode.CONFIG
-    config = config.resolved(backend.name)
-    try:
-        server = CAServer(config, backend)
-    except UnknownPresetError as exc:
-        log.error("%s", str(exc).strip("'\""))
-        return ExitCode.USAGE
-    except PresetFileError as exc:
-        log.error("%s", exc)
-        return ExitCode.CONFIG
-    except RingInUseError as exc:
-        log.error("%s", exc)
-        return ExitCode.IN_USE
-    except (ShmTooSmallError, RingError) as exc:
-        log.error("%s", exc)
-        return ExitCode.CANNOT_CREATE
-    except EndpointRefusedError as exc:
-        log.error("%s", exc)
-        return ExitCode.CONFIG
-    except WireError as exc:
-        log.error("%s", exc)
-        return ExitCode.CANNOT_CREATE
-    except Exception as exc:
-        if not backend.ran_out_of_memory(exc):
-            raise
-        log.error("%s", out_of_memory_line(config, backend.is_gpu, exc))
-        return ExitCode.CONFIG
+        return exc.exit_code
     server.install_signal_handlers()
     try:
         server.run()
-    except RingError as exc:  # e.g. the ring file truncated under us: one line, not SIGBUS
+    except RingTruncatedError as exc:  # one line, not SIGBUS
         log.error("%s", exc)
-        return ExitCode.UNEXPECTED
+        return exc.exit_code
     except Exception as exc:
         if not backend.ran_out_of_memory(exc):
             log.exception("the daemon stopped on an unexpected error")
             return ExitCode.UNEXPECTED
-        log.error("%s", out_of_memory_line(config, backend.is_gpu, exc))
-        return ExitCode.CONFIG
+        error = OutOfMemoryError(out_of_memory_line(config, backend.is_gpu, exc))
+        log.error("%s", error)
+        return error.exit_code
     finally:
         server.close()
     log.info("stopped cleanly")
     return ExitCode.OK
 
 
-def out_of_memory_line(config: Any, on_gpu: bool, error: BaseException) -> str:
+def out_of_memory_line(config: ServerConfig, on_gpu: bool, error: BaseException) -> str:
     """The one line for a daemon that ran out of memory with nothing to drop (a change that does
     not fit is dropped while the stream goes on; see Simulation)."""
     if on_gpu:

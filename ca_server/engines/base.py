@@ -73,7 +73,7 @@ class Engine(ABC):
         """Add 3-5 small seeds near the centre (the prototype's re-nucleation), in place."""
 
     def breathing(self) -> tuple[Breathing, ...]:
-        """The engine's LFO modulations around the preset's values (prototype §2.7)."""
+        """The engine's LFO modulations around the preset's values (docs/prototype.md, LFO)."""
         return ()
 
     def set_live(self, values: Mapping[str, float]) -> None:  # noqa: B027 - optional hook

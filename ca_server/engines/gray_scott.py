@@ -1,4 +1,4 @@
-"""Gray-Scott reaction-diffusion with the prototype's stencil, substeps and radial feed mask (§2.1).
+"""Gray-Scott with the prototype's stencil, substeps and radial feed mask (docs/prototype.md).
 
 Each step runs `substeps` (default 2) explicit-Euler substeps with dt = 1:
 U += Du lap(U) - U V^2 + F_mask (1 - U);  V += Dv lap(V) + U V^2 - (F_mask + k) V; both clipped.

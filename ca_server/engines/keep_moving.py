@@ -1,4 +1,4 @@
-"""The prototype's per-step "keep it moving" machinery, in one pass over the world (§2.3).
+"""The prototype's per-step "keep it moving" machinery in one pass (docs/prototype.md).
 
 After each engine step (and flow advection) the world gets, for Lenia, SmoothLife and MNCA:
 containment (a radial multiplicative fade past r = 0.35, or 0.6 for MNCA), centre noise

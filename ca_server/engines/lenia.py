@@ -1,4 +1,4 @@
-"""Lenia with the prototype's multi-peak ring kernel and Gaussian growth (peer-plugin.md §2.1).
+"""Lenia with the prototype's multi-peak ring kernel and Gaussian growth (docs/prototype.md).
 
 Kernel K(r) = sum_i exp(-((r/R - peak_i)/width_i)^2 / 2) on r <= R, normalised; growth
 G(U) = 2 exp(-((U - mu)/sigma)^2 / 2) - 1; update A <- clip(A + G(K * A) / T, 0, 1). One rfft2 and

@@ -1,4 +1,4 @@
-"""Multiple-neighbourhood CA in the prototype's continuous form (peer-plugin.md §2.1), de-aliased.
+"""Multiple-neighbourhood CA in the prototype's continuous form (docs/prototype.md), de-aliased.
 
 Each ring i (inner, outer radius, logistic edges) gives a neighbourhood average avg_i = K_i * A.
 Ring i's membership m_i is 1 inside any of its [low, high] intervals and 0 outside, with linear

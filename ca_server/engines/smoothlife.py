@@ -1,4 +1,4 @@
-"""SmoothLife with the prototype's sigmoid transition and f <- f + dt(2S - 1) step (§2.1).
+"""SmoothLife: the prototype's sigmoid transition and f <- f + dt(2S - 1) (docs/prototype.md).
 
 Inner disc M and annulus N (logistic edges), each a normalised average: m = M * f, n = N * f.
 S(n, m) = s_n(n; b1, b2)(1 - s(m; 1/2, a_m)) + s_n(n; d1, d2) s(m; 1/2, a_m) with

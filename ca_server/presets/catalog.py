@@ -5,8 +5,9 @@ A preset file has the tables `[preset]` (name, title, engine, description, order
 `[flow]` (the seven flow strengths) and `[render]` (palette, hue, brightness, thickness). Every
 field is checked against the schema below, and every failure is a `PresetFileError` naming the
 file and the dotted field, so a typo in a user file is one clear line, not a crash deep in an
-engine. This module must import nothing but the standard library: the Scope plugin imports
-`ca_server.presets` to fill its dropdown without numpy, scipy or the engines.
+engine. This module imports only the standard library and ca_server's light modules (the
+errors, the control protocol's ranges): the Scope plugin imports `ca_server.presets` to fill its
+dropdown without numpy, scipy or the engines.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from ca_server.errors import CAServerError
+from ca_server.exit_codes import ExitCode
+from ca_server.wire.protocol import op_range
 
 DEFAULT_PRESET = "coral"
 FLOW_NAMES: tuple[str, ...] = ("radial", "rotate", "swirl", "bubble", "ring", "vortex", "vertical")
@@ -35,12 +40,16 @@ _brief_repr.maxlevel, _brief_repr.maxstring, _brief_repr.maxother = 2, 60, 60
 brief = _brief_repr.repr  # quotes a user's value in an error line: bounded, never too deep
 
 
-class PresetError(Exception):
+class PresetError(CAServerError):
     """Base of the preset errors."""
+
+    exit_code = ExitCode.CONFIG
 
 
 class UnknownPresetError(PresetError, KeyError):
     """No preset has the requested name; the message lists the valid ones."""
+
+    exit_code = ExitCode.USAGE
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "unknown preset"
@@ -94,7 +103,7 @@ def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[Any
         value = float(value)
         if value < low or value > high or (low_open and value == low):
             bracket = "(" if low_open else "["
-            raise ValueError(f"must be in {bracket}{low}, {high}], got {value}")
+            raise ValueError(f"must be in {bracket}{low:g}, {high:g}], got {value}")
         return value
 
     return check
@@ -251,24 +260,20 @@ def _checked_table(
     return cleaned
 
 
-def _optional_text(value: Any) -> str:
-    return _text(value)
-
-
 _PRESET_SCHEMA = {
     "name": (_text, _REQUIRED),
     "title": (_text, _REQUIRED),
     "engine": (_text, _REQUIRED),
     "description": (_text, ""),
     "order": (_integer(-1_000_000, 1_000_000), 1000),
-    "speed": (_number(0, 8, low_open=True), 1.0),
+    "speed": (_number(*op_range("speed"), low_open=True), 1.0),
 }
 _SEED_SCHEMA = {"kind": (_text, _REQUIRED), "density": (_number(0, 1), DEFAULT_SEED_DENSITY)}
 _FLOW_SCHEMA = {name: (_number(-1, 1), 0.0) for name in FLOW_NAMES}
 _RENDER_SCHEMA = {
     "palette": (_text, "oil_slick"),
-    "hue": (_number(0, 1), None),
-    "brightness": (_number(0, 3), None),
+    "hue": (_number(*op_range("hue")), None),
+    "brightness": (_number(*op_range("brightness")), None),
     "thickness": (_number(0, 20), None),
     # The renderer's finer controls (ranges as in ca_server/render/settings.py, repeated here so
     # a bad value is reported with its file at load time, without importing the renderer).

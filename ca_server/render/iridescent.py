@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -192,9 +191,6 @@ class IridescentRenderer:
     @thickness.setter
     def thickness(self, value: float) -> None:
         self.update({"thickness": value})
-
-    def set_palette(self, name: str) -> None:
-        self._settings = replace(self._settings, palette=validate_setting("palette", name))
 
     def reset(self) -> None:
         """Forget temporal state (the smoothing EMA); the next frame starts from its own input."""

@@ -1,6 +1,6 @@
 """Radial containment masks: a per-step multiplicative fade that keeps an organism near the centre.
 
-The simulation multiplies its world by `radial_containment(...)` after each step (peer-plugin §2.3):
+Each step ends with the world multiplied by `radial_containment(...)` (docs/prototype.md):
 inside `inner` nothing happens, between `inner` and `outer` the per-step loss ramps linearly up to
 `rate`, and beyond `outer` (the corners included) it stays at `rate`. Radii are in units of half
 the shorter side, so r = 1 touches the middle of the nearest edge. Built once per size on the host

@@ -6,7 +6,7 @@ Keys (all optional; defaults in `RenderSettings`):
 |---|---|---|
 | palette | one of `PALETTE_NAMES` | the cosine palette |
 | hue | any real, wraps to [0, 1) | hue rotation in turns (colour only, not structure) |
-| brightness | [0, 3] | exposure before the tonemap |
+| brightness | `op_range("brightness")` | exposure before the tonemap |
 | thickness | [0, 20] px | fattens and softens thin strands by about this much (< 0.5: off) |
 | smoothing | [0, 0.99] | temporal EMA weight of the previous frame, for binary engines (0: off) |
 | bloom | [0, 2] | glow strength |
@@ -27,10 +27,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ca_server.render.palettes import PALETTE_NAMES
+from ca_server.wire.protocol import op_range
 
 # Inclusive numeric ranges; `hue` has none because it wraps.
 SETTING_RANGES: dict[str, tuple[float, float]] = {
-    "brightness": (0.0, 3.0),
+    "brightness": op_range("brightness"),
     "thickness": (0.0, 20.0),
     "smoothing": (0.0, 0.99),
     "bloom": (0.0, 2.0),

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgpack
 
-from ca_server.wire.errors import ControlError
+from ca_server.wire.errors import ControlError, ErrorCode
 from ca_server.wire.message_limits import MAX_NESTING, brief, nesting_exceeds
 
 PROTOCOL_VERSION = 1
@@ -37,41 +37,6 @@ SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)
 MAX_MESSAGE_BYTES = 65536
 MAX_REQUEST_ID = 2**64 - 1
 MAX_CLIENT_TOKEN_CHARS = 64
-
-
-class ErrorCode(enum.StrEnum):
-    """The `error.code` values a daemon sends; clients may meet codes newer than this list."""
-
-    BAD_MESSAGE = "bad_message"  # not msgpack, not a map, missing or wrongly typed envelope field
-    BAD_VERSION = "bad_version"
-    UNKNOWN_OP = "unknown_op"
-    BAD_ARGS = "bad_args"  # wrong type, NaN/inf, out of range, too long, unknown argument
-    TOO_LARGE = "too_large"
-    INTERNAL = "internal"  # the daemon's handler failed; see the daemon's log
-    UNAVAILABLE = "unavailable"  # no daemon answered (raised client-side)
-    UNKNOWN_PRESET = "unknown_preset"
-    BUSY = "busy"
-
-
-# sysexits-style exit codes for `ca-server ctl` (research/ipc.md §6.1); unknown codes exit 1.
-EXIT_CODES: Mapping[str, int] = types.MappingProxyType(
-    {
-        ErrorCode.BAD_MESSAGE: 65,
-        ErrorCode.BAD_VERSION: 65,
-        ErrorCode.UNKNOWN_OP: 65,
-        ErrorCode.BAD_ARGS: 65,
-        ErrorCode.TOO_LARGE: 65,
-        ErrorCode.UNKNOWN_PRESET: 65,
-        ErrorCode.UNAVAILABLE: 69,
-        ErrorCode.INTERNAL: 70,
-        ErrorCode.BUSY: 75,
-    }
-)
-
-
-def exit_code_for(code: str) -> int:
-    """The exit code `ca-server ctl` uses for an error `code` (1 for codes it does not know)."""
-    return EXIT_CODES.get(code, 1)
 
 
 @dataclass(frozen=True)
@@ -106,10 +71,10 @@ def _op_table(*specs: OpSpec) -> Mapping[str, OpSpec]:
 
 
 OPS: Mapping[str, OpSpec] = _op_table(
-    OpSpec("hello", "server version, protocol versions, capabilities and ring geometry"),
-    OpSpec("ping", "liveness check; answers {t_ns}"),
+    OpSpec("hello", "server name and version, protocol versions and the ring's geometry"),
+    OpSpec("ping", "liveness check; answers {pong, pid}"),
     OpSpec("status", "current preset, parameters, measured fps and per-stage times"),
-    OpSpec("presets", "the names of the presets the daemon can run"),
+    OpSpec("presets", "the presets the daemon can run: name, title, engine and description"),
     OpSpec(
         "preset",
         "switch to a preset by name",
@@ -144,9 +109,21 @@ OPS: Mapping[str, OpSpec] = _op_table(
             ),
         ),
     ),
-    OpSpec("pause", "stop advancing the simulation (frames keep being published)"),
-    OpSpec("resume", "advance the simulation again after `pause`"),
+    OpSpec(
+        "pause", "freeze: no steps and no new frames; the ring says PAUSED and keeps its heartbeat"
+    ),
+    OpSpec("resume", "step and publish frames again after `pause`"),
 )
+
+
+def op_range(op: str) -> tuple[float, float]:
+    """The inclusive (min, max) the daemon accepts for `op`'s one numeric argument: the one
+    statement of the speed, hue and brightness ranges, which the simulation, the preset files,
+    the renderer, the CLI and the Scope schema read."""
+    (arg,) = OPS[op].args
+    if arg.min is None or arg.max is None:
+        raise ValueError(f"op {op!r} has no numeric range")
+    return float(arg.min), float(arg.max)
 
 
 @dataclass(frozen=True)

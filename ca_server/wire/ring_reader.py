@@ -23,6 +23,7 @@ from ca_server.wire.errors import (
     RingError,
     RingLayoutError,
     RingNotFoundError,
+    RingUnavailableError,
     UnsafePathError,
     WireError,
 )
@@ -92,7 +93,7 @@ class _Attachment:
         except UnsafePathError as exc:
             raise RingLayoutError(str(exc)) from None
         except OSError as exc:
-            raise RingError(
+            raise RingUnavailableError(
                 f"cannot open ring {path}: {exc.strerror}; run as the daemon's user or start "
                 "it with a wider file mode"
             ) from None

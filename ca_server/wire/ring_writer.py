@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ca_server.wire import layout
-from ca_server.wire.errors import RingError, RingInUseError, ShmTooSmallError
+from ca_server.wire.errors import RingError, RingInUseError, RingTruncatedError, ShmTooSmallError
 from ca_server.wire.layout import RingHeader, RingState
 from ca_server.wire.paths import check_private_file, lock_path, open_private_file, ring_path
 from ca_server.wire.ring_memory import (
@@ -206,7 +206,7 @@ class RingWriter:
         # One fstat (~1 µs) per frame: another process of ours truncating the file would turn the
         # next store into SIGBUS, which kills the daemon without a word.
         if not self._intact():
-            raise RingError(
+            raise RingTruncatedError(
                 f"ring file {self.path} was truncated by another process; the daemon cannot "
                 "publish into it: restart `ca-server serve`"
             )

@@ -3,11 +3,12 @@
 # inputs, each read from nvidia-smi unless overridden: CA_DRIVER_CUDA (the highest CUDA version
 # the driver supports, e.g. 12.8), CA_COMPUTE_CAP (e.g. 12.0) and CA_CUPY_VARIANT
 # (auto | cuda12x | cuda13x). CA_CUPY_SPEC replaces the whole decision with its own requirements.
-# Why these rules: research/deploy.md §1.5 (runtime image without CUDA headers → CUDA's component
-# wheels; Blackwell needs NVRTC >= 12.8; cuda13x needs an R580+ driver). Of the components CuPy's
-# [ctk] extra brings, only those the daemon loads: the runtime (with the headers NVRTC compiles
-# against), NVRTC and cuFFT, not cuBLAS, cuSPARSE, cuSOLVER or cuRAND (≈ 1.9 GB installed; see
-# tests/ca/test_cuda_libraries.py). A spec variable may hold several requirements, space-separated.
+# Why these rules (deploy/README.md, "CuPy choice"): runtime image without CUDA headers → CUDA's
+# component wheels; Blackwell needs NVRTC >= 12.8; cuda13x needs an R580+ driver. Of the
+# components CuPy's [ctk] extra brings, only those the daemon loads: the runtime (with the
+# headers NVRTC compiles against), NVRTC and cuFFT, not cuBLAS, cuSPARSE, cuSOLVER or cuRAND
+# (≈ 1.9 GB installed; see tests/ca/test_cuda_libraries.py). A spec variable may hold several
+# requirements, space-separated.
 
 CA_CUPY_VARIANT="${CA_CUPY_VARIANT:-auto}"
 CA_CUPY_CUDA12_SPEC="${CA_CUPY_CUDA12_SPEC:-cupy-cuda12x>=14,<15 cuda-toolkit[cudart,nvrtc,cufft]==12.*}"

@@ -1,7 +1,7 @@
 """A launch budget: the device operations a steady frame issues stay under a bound per preset.
 
 At 1024² a GPU frame is host-bound: each device operation costs CuPy several µs of Python
-dispatch while its kernel runs in about one (research/ca-engines.md §8; issue 20 estimates 0.10-0.16
+dispatch while its kernel runs in about one (docs/architecture.md; issue 20 estimates 0.10-0.16
 ms of device time against 0.25-0.57 ms of host time). So the count of operations per frame is
 what to hold, and it is counted here on the CPU, not timed: tests/device_boundary.py's backend
 runs the GPU branches with the fused kernels compiled for the host and counts every operation

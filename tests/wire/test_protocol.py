@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ca_server.wire.errors import ControlError
+from ca_server.wire.errors import ControlError, exit_code_for
 from ca_server.wire.protocol import (
     OPS,
     PROTOCOL_VERSION,
@@ -21,7 +21,6 @@ from ca_server.wire.protocol import (
     decode_request,
     encode_reply,
     encode_request,
-    exit_code_for,
     validate_args,
 )
 
@@ -242,7 +241,6 @@ def test_exit_codes_follow_sysexits() -> None:
     assert exit_code_for(ErrorCode.BAD_ARGS) == 65
     assert exit_code_for(ErrorCode.UNAVAILABLE) == 69
     assert exit_code_for(ErrorCode.INTERNAL) == 70
-    assert exit_code_for(ErrorCode.BUSY) == 75
     assert exit_code_for("never_heard_of_it") == 1
 
 
