@@ -26,6 +26,32 @@ MAX_FRAME_SIDE = 8192
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BACKEND_CHOICES = ("auto", "numpy", "cupy")  # `auto`: CuPy when it works, else numpy (xp.py)
 
+# The GPU memory cap (CuPy's pool): --max-vram-mb, or by default scaled with the frame size so a
+# preset change fits at any size, never below DEFAULT_VRAM_CAP_MB (what 1024², the GPU default,
+# has always had). The model of a change's peak (BENCHMARKS.md "GPU memory cap at 2048²"): the
+# pool's peak through a change to another engine, counted on the CPU by tests/device_boundary.py,
+# grows by at most CHANGE_BYTES_PER_PIXEL per frame pixel above MODEL_FIXED_MB
+# (tests/ca/test_memory_model.py measures 205-262 B/px between 128² and 192², 2.5 MiB fixed).
+# cuFFT's work areas come out of the same pool and are not seen on the CPU: modelled as one complex
+# half-spectrum (4 B/px) per cached plan, 16 plans (CuPy's plan cache size). The margin covers the
+# pool's rounding to its block sizes and fragmentation.
+DEFAULT_VRAM_CAP_MB = 1024
+CHANGE_BYTES_PER_PIXEL = 288
+FFT_WORK_BYTES_PER_PIXEL = 64
+MODEL_FIXED_MB = 16
+MODEL_MARGIN = 1.25
+
+
+def change_memory_mb(width: int, height: int) -> int:
+    """The modelled peak of CuPy's pool (MiB) while a (width, height) frame changes preset."""
+    per_pixel = CHANGE_BYTES_PER_PIXEL + FFT_WORK_BYTES_PER_PIXEL
+    return math.ceil(MODEL_MARGIN * (MODEL_FIXED_MB + width * height * per_pixel / 2**20))
+
+
+def scaled_vram_cap_mb(width: int, height: int) -> int:
+    """The default --max-vram-mb for a (width, height) frame: the model's peak, at least 1024."""
+    return max(DEFAULT_VRAM_CAP_MB, change_memory_mb(width, height))
+
 
 class ConfigError(CAServerError, ValueError):
     """An option has a value the daemon cannot run with."""
@@ -49,7 +75,7 @@ class ServerConfig:
     control: str | None = None
     allow_remote: bool = False
     presets_dir: Path | None = None
-    max_vram_mb: int | None = 1024
+    max_vram_mb: int | None = None  # None: scaled with the frame size (`gpu_memory_cap_mb`)
     log_level: str = "info"
 
     def resolved(self, backend_name: str | None = None) -> ServerConfig:
@@ -65,6 +91,26 @@ class ServerConfig:
             name=self.name or default_ring_name(self.gpu),
             width=self.width or side,
             height=self.height or side,
+        )
+
+    @property
+    def gpu_memory_cap_mb(self) -> int:
+        """The cap on CuPy's pool: --max-vram-mb, or scaled with the size a GPU run has."""
+        if self.max_vram_mb is not None:
+            return self.max_vram_mb
+        return scaled_vram_cap_mb(self.width or GPU_DEFAULT_SIZE, self.height or GPU_DEFAULT_SIZE)
+
+    def memory_cap_warning(self) -> str | None:
+        """One line when an explicit --max-vram-mb is below the model's peak for a preset change
+        at the GPU frame size (such changes would be dropped as out of memory); else None."""
+        width, height = self.width or GPU_DEFAULT_SIZE, self.height or GPU_DEFAULT_SIZE
+        needed = change_memory_mb(width, height)
+        if self.max_vram_mb is None or self.max_vram_mb >= needed:
+            return None
+        return (
+            f"--max-vram-mb {self.max_vram_mb} is below the ≈{needed} MB a preset change needs "
+            f"at {width}x{height}: changes may be dropped as out of memory; raise it or leave it "
+            "unset (the default scales with the frame size)"
         )
 
     def _validate(self) -> None:

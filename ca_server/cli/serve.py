@@ -54,7 +54,11 @@ def serve(
         Path | None, typer.Option(envvar="CA_SERVER_PRESETS_DIR", help="Extra preset files.")
     ] = DEFAULTS.presets_dir,
     max_vram_mb: Annotated[
-        int | None, typer.Option(envvar="CA_SERVER_MAX_VRAM_MB", help="Cap on CuPy's pool.")
+        int | None,
+        typer.Option(
+            envvar="CA_SERVER_MAX_VRAM_MB",
+            help="Cap on CuPy's pool, MB (default: scaled with the frame size, at least 1024).",
+        ),
     ] = DEFAULTS.max_vram_mb,
     log_level: Annotated[str, typer.Option(envvar="CA_SERVER_LOG_LEVEL")] = DEFAULTS.log_level,
 ) -> None:
@@ -99,8 +103,12 @@ def run_server(config: ServerConfig) -> ExitCode:
 
     log = logging.getLogger("ca_server.cli")
     try:
-        backend = select_backend(config.backend, config.gpu, config.max_vram_mb)
+        backend = select_backend(config.backend, config.gpu, config.gpu_memory_cap_mb)
         config = config.resolved(backend.name)
+        if backend.is_gpu:
+            log.info("GPU memory cap: %d MB", config.gpu_memory_cap_mb)
+            if warning := config.memory_cap_warning():
+                log.warning("%s", warning)
         try:
             server = CAServer(config, backend)
         except Exception as exc:
@@ -133,7 +141,7 @@ def out_of_memory_line(config: ServerConfig, on_gpu: bool, error: BaseException)
     """The one line for a daemon that ran out of memory with nothing to drop (a change that does
     not fit is dropped while the stream goes on; see Simulation)."""
     if on_gpu:
-        cap = f"--max-vram-mb {config.max_vram_mb}" if config.max_vram_mb else "no --max-vram-mb"
+        cap = f"--max-vram-mb {config.gpu_memory_cap_mb}"
         where, fix = f"GPU {config.gpu} ({cap})", "raise --max-vram-mb, free the GPU or lower"
     else:
         where, fix = "the host", "free memory or lower"

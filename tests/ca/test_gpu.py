@@ -139,3 +139,28 @@ def test_a_change_past_the_pool_limit_is_dropped_and_frames_go_on(gpu):
     for _ in range(60):
         sim.next_frame(host_out=host_frame)
     assert sim.showing == "medusa" and sim.change_error is None
+
+
+def test_a_2048_change_fits_under_the_scaled_default_cap(gpu):
+    # The memory model's check on a card (its CPU half: test_memory_model.py): the pool capped at
+    # the default for 2048², cuFFT's work areas included, holds a change to another engine.
+    from ca_server.config import scaled_vram_cap_mb
+    from ca_server.simulation import Simulation
+
+    pool = gpu.xp.get_default_memory_pool()
+    limit_before = pool.get_limit()
+    gpu.free_cached_memory()
+    pool.set_limit(size=scaled_vram_cap_mb(2048, 2048) * 2**20)
+    try:
+        sim = Simulation(gpu, width=2048, height=2048, preset="sl_gliders", seed=0)
+        host_frame = np.empty((2048, 2048, 3), np.uint8)
+        sim.set_preset("mnca_worm")
+        for _ in range(3000):
+            sim.next_frame(host_out=host_frame)
+            if sim.showing == "mnca_worm" and sim.arriving is None:
+                break
+        held_mb = pool.total_bytes() / 2**20
+    finally:
+        pool.set_limit(size=limit_before)
+    assert sim.change_error is None and sim.showing == "mnca_worm", sim.change_error
+    print(f"2048² change: pool held {held_mb:.0f} MB of {scaled_vram_cap_mb(2048, 2048)}")
