@@ -38,7 +38,9 @@ log = logging.getLogger("ca_server.control_page")
 STATUS_PERIOD_S = 0.5
 HISTORY_POINTS = 240  # two minutes at STATUS_PERIOD_S
 CONTROL_TIMEOUT_S = 0.5
-PAGE_OPS = frozenset({"preset", "speed", "hue", "brightness", "reseed", "pause", "resume"})
+PAGE_OPS = frozenset(
+    {"preset", "speed", "hue", "brightness", "reseed", "pause", "resume", "tempo", "tap", "beat"}
+)
 TOKEN_COOKIE = "ca_server_token"
 LOOPBACK_HOSTNAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_BODY_BYTES = 4096
@@ -69,6 +71,7 @@ class DaemonLink:
         self._lock = threading.Lock()
         self._client: Any = None
         self.status: dict[str, Any] | None = None
+        self.status_at_s = 0.0  # time.monotonic() of the newest status
         self.error: str | None = "connecting"
         self.presets: list[dict[str, Any]] = []
         self.history: collections.deque[tuple[float, float, float]] = collections.deque(
@@ -108,7 +111,7 @@ class DaemonLink:
         except (ControlError, WireError) as exc:
             self.status, self.error, self.presets = None, str(exc), []
             return
-        self.status, self.error = status, None
+        self.status, self.error, self.status_at_s = status, None, time.monotonic()
         vram_mib = float(status.get("vram_bytes") or 0) / 2**20
         self.history.append((time.time(), float(status.get("measured_fps") or 0), vram_mib))
 
@@ -118,6 +121,7 @@ class DaemonLink:
             "connected": self.status is not None,
             "error": self.error,
             "status": self.status,
+            "status_age_s": round(time.monotonic() - self.status_at_s, 3),
             "history": {
                 "t": [round(t, 2) for t, _, _ in history],
                 "fps": [fps for _, fps, _ in history],
@@ -186,6 +190,8 @@ class ControlPage:
         args = body.get("args") or {}
         if not isinstance(args, dict):
             return HTTPStatus.BAD_REQUEST, _error("bad_args", "args must be an object")
+        if body["op"] == "tap":  # stamped on arrival: the browser's clock is not the daemon's
+            args = {"t_ns": time.monotonic_ns()}
         try:
             result = self.daemon.call(body["op"], **args)
         except DaemonUnavailableError as exc:

@@ -1,7 +1,7 @@
 """The control page in a real browser: Debian's chromium, headless, driven by selenium through
 chromium-driver (no browser download). Choose a preset in the gallery, drag a slider, press
-reseed and pause → `ctl status` shows each; the picture changes; the readout updates; a change
-made with `ctl` moves the slider.
+reseed and pause, type a tempo, tap, drag the beat amount → `ctl status` shows each; the picture
+changes; the readout updates; the beat dots flash; a change made with `ctl` moves the slider.
 
 Needs `chromium` and `chromium-driver` (apt) and `selenium` (pip); without them the test skips
 and says which is missing, unless CA_SERVER_REQUIRE_BROWSER=1 (as .ci/run sets), which makes a
@@ -69,6 +69,7 @@ def picture(browser) -> tuple[float, ...]:
 
 def test_a_vj_plays_the_daemon_from_the_page(daemon: DaemonProcess) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
 
     browser = browser_or_skip()
     viewer = ViewProcess(daemon)
@@ -122,6 +123,21 @@ def test_a_vj_plays_the_daemon_from_the_page(daemon: DaemonProcess) -> None:
         daemon.ctl("hue", "0.5")  # a change made elsewhere reaches the page
         hue = browser.find_element("id", "hue")
         wait_for(lambda: float(hue.get_attribute("value")) == 0.5, "the hue slider follows ctl")
+
+        tempo = browser.find_element("id", "tempo")
+        tempo.clear()
+        tempo.send_keys("128" + Keys.ENTER)
+        wait_for(lambda: daemon.status()["beat"]["bpm"] == 128, "ctl shows the typed tempo")
+        wait_for(
+            lambda: browser.find_elements("css selector", "#beat-dots span.on"),
+            "the beat dots flash with the clock",
+        )
+        browser.find_element("id", "tap").click()
+        wait_for(lambda: daemon.status()["beat"]["source"] == "tap", "ctl shows the tap")
+        amount = browser.find_element("id", "beat")  # 0..2, at 1: halfway
+        drag = -amount.size["width"] // 4
+        ActionChains(browser).click_and_hold(amount).move_by_offset(drag, 0).release().perform()
+        wait_for(lambda: daemon.status()["beat"]["amount"] < 0.8, "ctl shows the beat amount")
 
         screenshot = os.environ.get("CA_SERVER_SCREENSHOT")
         if screenshot:
