@@ -10,6 +10,7 @@ brightness, and its phase against the clock's, window by window.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +147,40 @@ def test_no_tempo_or_no_amount_leaves_the_frames_byte_identical() -> None:
     assert frames_with(no_tempo) == plain
     assert frames_with(no_amount) == plain
     assert frames_with(with_beat) != plain  # the comparison can fail
+
+
+def test_the_pulse_flashes_on_every_beat_and_surges_on_the_bar() -> None:
+    from ca_server.beat_clock import BeatState
+
+    on_downbeat = pulse_for(BeatState(120, 8.0, 4, "ctl"), 1.0)
+    on_beat_two = pulse_for(BeatState(120, 9.0, 4, "ctl"), 1.0)
+    off_beat = pulse_for(BeatState(120, 9.5, 4, "ctl"), 1.0)
+    assert on_downbeat.brightness == on_beat_two.brightness > 1.4 > 1.1 > off_beat.brightness
+    assert on_downbeat.bloom > 2.0 and off_beat.bloom < 1.1
+    assert on_downbeat.speed == pytest.approx(2.5) and on_beat_two.speed < 1.3
+    assert pulse_for(BeatState(120, 8.0, 4, "ctl"), 0.5).brightness < on_downbeat.brightness
+
+
+def test_the_bar_surge_speeds_the_organism_up() -> None:
+    from ca_server.beat_pulse import Pulse
+
+    steps = []
+    for surge in (1.0, 2.0):
+        sim = Simulation(numpy_backend(fft_workers=1), width=48, height=48, preset="coral")
+        sim.pulse = Pulse(speed=surge)
+        steps.append(sum(sim.tick() for _ in range(10)))
+    assert steps[1] == 2 * steps[0]
+
+
+def test_a_preset_file_may_set_its_own_beat_amount() -> None:
+    from ca_server import presets
+    from ca_server.beat_pulse import ENGINE_BEAT_AMOUNT, preset_beat_amount
+    from ca_server.presets import PresetFileError, load_preset, parse_preset
+
+    coral = load_preset("coral")
+    assert coral.beat is None and preset_beat_amount(coral) == ENGINE_BEAT_AMOUNT["lenia"]
+    text = (Path(presets.__file__).parent / "data" / "coral.toml").read_text()
+    own = parse_preset(text.replace("[preset]\n", "[preset]\nbeat = 0.9\n", 1), "coral.toml")
+    assert preset_beat_amount(own) == 0.9
+    with pytest.raises(PresetFileError, match=r"preset\.beat"):
+        parse_preset(text.replace("[preset]\n", "[preset]\nbeat = 3\n", 1), "coral.toml")
