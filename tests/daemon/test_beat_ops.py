@@ -96,3 +96,21 @@ def test_link_between_the_daemon_and_another_process_on_loopback(daemon_factory)
         peer.terminate()
         output, _ = peer.communicate(timeout=10)
     assert "tempo 133.00 peers 1" in output  # the other process follows the daemon's tempo
+
+
+def test_link_without_aalink_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from ca_server.cli import app
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "aalink" else real_find_spec(name, *a),
+    )
+    result = CliRunner().invoke(app, ["serve", "--backend", "numpy", "--link"])
+    assert result.exit_code == 78
+    assert "pip install 'ca-server[link]'" in result.output
