@@ -37,7 +37,8 @@ log = logging.getLogger("ca_server.control_page")
 
 STATUS_PERIOD_S = 0.5
 HISTORY_POINTS = 240  # two minutes at STATUS_PERIOD_S
-CONTROL_TIMEOUT_S = 0.5
+CONTROL_TIMEOUT_S = 1.0  # as `ctl`'s default
+MISSED_POLLS_BEFORE_GONE = 3  # one slow answer on a loaded box does not blank the page
 PAGE_OPS = frozenset(
     {"preset", "speed", "hue", "brightness", "reseed", "pause", "resume", "tempo", "tap", "beat"}
 )
@@ -73,6 +74,7 @@ class DaemonLink:
         self.status: dict[str, Any] | None = None
         self.status_at_s = 0.0  # time.monotonic() of the newest status
         self.error: str | None = "connecting"
+        self.missed_polls = 0
         self.presets: list[dict[str, Any]] = []
         self.history: collections.deque[tuple[float, float, float]] = collections.deque(
             maxlen=HISTORY_POINTS
@@ -109,9 +111,12 @@ class DaemonLink:
             if not self.presets:
                 self.presets = list(self.call("presets"))
         except (ControlError, WireError) as exc:
-            self.status, self.error, self.presets = None, str(exc), []
+            self.error, self.missed_polls = str(exc), self.missed_polls + 1
+            if self.missed_polls >= MISSED_POLLS_BEFORE_GONE:
+                self.status, self.presets = None, []
             return
         self.status, self.error, self.status_at_s = status, None, time.monotonic()
+        self.missed_polls = 0
         vram_mib = float(status.get("vram_bytes") or 0) / 2**20
         self.history.append((time.time(), float(status.get("measured_fps") or 0), vram_mib))
 

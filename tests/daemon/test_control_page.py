@@ -61,7 +61,9 @@ def test_page_controls_go_through_the_daemon_and_ctl_changes_show_on_the_page(
     daemon.ctl("resume")
     daemon.ctl("hue", "0.75")
     state = wait_for(
-        lambda: (s := http(f"{view.url}/api/state")[1])["status"]["hue"] == 0.75 and s,
+        lambda: (
+            ((s := http(f"{view.url}/api/state")[1]).get("status") or {}).get("hue") == 0.75 and s
+        ),
         "the page's state shows a change made with ctl",
     )
     assert state["connected"] and not state["status"]["paused"]
@@ -87,7 +89,9 @@ def test_thumbnails_are_drawn_by_the_renderer_and_cached_in_the_runtime_folder(
     from PIL import Image
 
     first = wait_for(
-        lambda: [p for p in http(f"{view.url}/api/state")[1]["presets"] if p["thumbnail"]],
+        lambda: [
+            p for p in (http(f"{view.url}/api/state")[1] or {}).get("presets", []) if p["thumbnail"]
+        ],
         "a first thumbnail",
     )[0]
     status, png = http(f"{view.url}/thumbnails/{first['name']}.png")
