@@ -4,7 +4,8 @@ Scope re-sends every accumulated parameter on every `__call__`, so forwarding th
 would flood the daemon. `ControlForwarder` remembers what the current daemon has already been
 told and yields only changes: a value op when a `ca_*` value differs from the one last
 acknowledged as sent, and one `reseed` on each rising edge of `ca_reseed` (a bool going
-off→on, or any increase of an integer trigger counter). It holds no sockets and never touches
+off→on, or any increase of an integer trigger counter), and Scope's tempo sync as an occasional
+timestamped `beat_lock` (`tempo_lock.py`). It holds no sockets and never touches
 the network, so tests drive it with plain dicts. Values outside the op's range are clamped to
 it; values of the wrong type, infinite or too large for a float, and preset names that cannot
 be encoded are ignored with a reason, because a bad OSC message must not stop the stream.
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ca_scope_client.tempo_lock import TempoLock
 from ca_server.wire.protocol import OPS
 
 PRESET_PARAM = "ca_preset"
@@ -26,6 +28,8 @@ SPEED_PARAM = "ca_speed"
 HUE_PARAM = "ca_hue_shift"
 BRIGHTNESS_PARAM = "ca_brightness"
 RESEED_PARAM = "ca_reseed"
+BEAT_PARAM = "ca_beat"
+TEMPO_PARAM = "bpm"  # Scope's tempo sync (with beat_phase, beat_count): see tempo_lock.py
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ VALUE_PARAMS: tuple[ValueParam, ...] = (
     ValueParam(SPEED_PARAM, "speed", "value"),
     ValueParam(HUE_PARAM, "hue", "value"),
     ValueParam(BRIGHTNESS_PARAM, "brightness", "value"),
+    ValueParam(BEAT_PARAM, "beat", "value"),
 )
 
 
@@ -130,6 +135,8 @@ class ControlForwarder:
         self._turn = 0
         self._trigger_level = 0.0
         self._reseeds_pending = 0
+        self._tempo = TempoLock()
+        self._tempo_lock: dict[str, Any] | None = None  # the newest beat_lock not yet sent
         self.rejected: list[str] = []  # reasons for ignored values, drained by the caller
 
     def observe(self, params: Mapping[str, Any]) -> None:
@@ -149,6 +156,9 @@ class ControlForwarder:
             if level > self._trigger_level:
                 self._reseeds_pending = 1  # presses faster than we can send collapse into one
             self._trigger_level = level
+        lock = self._tempo.observe(params)
+        if lock is not None:
+            self._tempo_lock = lock
 
     def pending(self) -> list[ControlOp]:
         """The ops not yet sent to the current daemon, the least recently sent first (ties in
@@ -160,6 +170,8 @@ class ControlForwarder:
                 ops.append(ControlOp(spec.op, {spec.arg: value}, spec.param))
         if self._reseeds_pending:
             ops.append(ControlOp("reseed", {}, RESEED_PARAM))
+        if self._tempo_lock is not None:
+            ops.append(ControlOp("beat_lock", self._tempo_lock, TEMPO_PARAM))
         return sorted(ops, key=lambda op: self._last_sent_turn.get(op.param, -1))
 
     def mark_sent(self, op: ControlOp) -> None:
@@ -168,6 +180,8 @@ class ControlForwarder:
         self._last_sent_turn[op.param] = self._turn
         if op.param == RESEED_PARAM:
             self._reseeds_pending = 0
+        elif op.param == TEMPO_PARAM:
+            self._tempo_lock = None
         else:
             self._sent[op.param] = next(iter(op.args.values()))
 
@@ -178,6 +192,7 @@ class ControlForwarder:
     def forget_sent(self) -> None:
         """Make every wanted value pending again, e.g. for a freshly started daemon."""
         self._sent.clear()
+        self._tempo.reset()
 
     def start_session(self) -> None:
         """A new Scope session: its parameters, not the last session's, are what to send.
@@ -187,3 +202,4 @@ class ControlForwarder:
         self._wanted.clear()
         self._sent.clear()
         self._reseeds_pending = 0
+        self._tempo.reset()

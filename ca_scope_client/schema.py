@@ -56,6 +56,7 @@ MAX_FRAMES_PER_CALL = 16
 SPEED_MIN, SPEED_MAX = op_range("speed")
 HUE_MIN, HUE_MAX = op_range("hue")
 BRIGHTNESS_MIN, BRIGHTNESS_MAX = op_range("brightness")
+BEAT_MIN, BEAT_MAX = op_range("beat")
 
 
 class CellularAutomataConfig(BasePipelineConfig):
@@ -108,6 +109,14 @@ class CellularAutomataConfig(BasePipelineConfig):
         default=False,
         description="Reseed the world once each time this is switched on (off→on)",
         json_schema_extra=ui_field_config(order=5, label="Reseed"),
+    )
+    ca_beat: float = Field(
+        default=1.0,
+        ge=BEAT_MIN,
+        le=BEAT_MAX,
+        description="How much the picture moves with the beat when tempo sync is on "
+        "(× the preset's own amount; 0 off): flashes on the beat, surges on the bar",
+        json_schema_extra=ui_field_config(order=6, label="Beat", modulatable=True),
     )
 
     # Load-time: read once when the pipeline loads.

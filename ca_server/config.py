@@ -74,6 +74,7 @@ class ServerConfig:
     slots: int = 8
     control: str | None = None
     allow_remote: bool = False
+    link: bool = False  # follow an Ableton Link session (needs the `link` extra: aalink)
     presets_dir: Path | None = None
     max_vram_mb: int | None = None  # None: scaled with the frame size (`gpu_memory_cap_mb`)
     log_level: str = "info"

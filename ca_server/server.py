@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ca_server import __version__
+from ca_server.beat_control import BeatControl
 from ca_server.config import ServerConfig
 from ca_server.exit_codes import ExitCode
 from ca_server.presets import PresetFileError, UnknownPresetError, catalog
@@ -139,10 +140,13 @@ class CAServer:
             # ring slot directly (written for CuPy, a no-op on numpy).
             self._unpin_slots = backend.pin_host_memory(self.writer.data_region())
             remove_stale_ipc_socket(control)
+            self.beat = BeatControl(link=config.link)
             self.endpoint = ControlEndpoint(
                 control, self._handlers(), allow_remote=config.allow_remote
             )
         except BaseException:
+            if hasattr(self, "beat"):
+                self.beat.close()
             self._unpin_slots()
             self.writer.close()
             raise
@@ -174,7 +178,7 @@ class CAServer:
 
     def close(self) -> None:
         """Tear down in reverse start-up order; safe to call twice."""
-        for close in (self.endpoint.close, self._unpin_slots, self.writer.close):
+        for close in (self.endpoint.close, self.beat.close, self._unpin_slots, self.writer.close):
             try:
                 close()
             except Exception:
@@ -194,6 +198,8 @@ class CAServer:
     # --- the tick ----------------------------------------------------------------------------
 
     def _produce_frame(self) -> None:
+        sim = self.simulation
+        sim.pulse = self.beat.pulse_at(self.clock.next_due_s, sim.showing_preset)
         self.simulation.next_frame(host_out=self.writer.next_slot())
         started = time.perf_counter()
         self.writer.publish(sim_step=self.simulation.sim_step, params_version=self.params_version)
@@ -227,6 +233,10 @@ class CAServer:
             "reseed": lambda args: self._change(self._request_reseed, args.get("seed")),
             "pause": lambda _args: self._change(self._set_paused, True),
             "resume": lambda _args: self._change(self._set_paused, False),
+            **{
+                op: lambda args, handle=handle: self._change(handle, args)
+                for op, handle in self.beat.handlers().items()
+            },
         }
 
     def _change(self, apply: Callable[..., Any], *args: Any) -> dict[str, Any]:
@@ -343,6 +353,7 @@ class CAServer:
             "vram_bytes": self.backend.memory_in_use_bytes(),
             "ring": {"name": self.config.name, "path": str(self.writer.path)},
             "control_endpoint": self.endpoint.endpoint,
+            "beat": self.beat.status(sim.showing_preset),
         }
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ca_server.beat_pulse import NO_PULSE, Pulse
 from ca_server.config import MIN_FRAME_SIDE
 from ca_server.crossfade import Crossfade
 from ca_server.engines.keep_moving import NoisePool
@@ -36,6 +37,7 @@ from ca_server.fused import KERNEL_SOURCES
 from ca_server.organism import Organism
 from ca_server.presets import DEFAULT_PRESET, Preset, load_preset
 from ca_server.render import FlowAdvector, IridescentRenderer, build_flow_fields
+from ca_server.render.settings import RenderSettings
 from ca_server.warmup import WarmUp, warmup_grids
 from ca_server.wire.protocol import op_range
 from ca_server.xp import Backend
@@ -81,6 +83,7 @@ class Simulation:
         self._renderer_factory = renderer_factory or IridescentRenderer
         self._noise_pools: dict[tuple[int, int], NoisePool] = {}
         self._speed, self._hue_shift, self._brightness = 1.0, 0.0, 1.0
+        self.pulse: Pulse = NO_PULSE  # the beat's gains for the next frame (ca_server.beat_pulse)
         self._accumulator = self._incoming_accumulator = 0.0
         self.sim_step = 0
         self.frame = 0
@@ -150,6 +153,11 @@ class Simulation:
         return self._current.preset.name
 
     @property
+    def showing_preset(self) -> Preset:
+        """The Preset on screen (its `beat` amount sets the pulse)."""
+        return self._current.preset
+
+    @property
     def arriving(self) -> str | None:
         """The preset crossfading in (it has reached the screen), or None."""
         return self._incoming.preset.name if self._incoming is not None else None
@@ -217,9 +225,8 @@ class Simulation:
         if self._unsettled:
             self.settle()
         started = time.perf_counter()
-        self._accumulator = min(
-            self._accumulator + self._speed * self._current.preset.speed, MAX_STEPS_PER_TICK
-        )
+        speed = self._speed * self._current.preset.speed * self.pulse.speed
+        self._accumulator = min(self._accumulator + speed, MAX_STEPS_PER_TICK)
         steps = int(self._accumulator)
         self._accumulator -= steps
         try:
@@ -404,7 +411,8 @@ class Simulation:
         self._renderer_for(organism).prepare()
 
     def _renderer_for(self, organism: Organism) -> Any:
-        """`organism`'s renderer (made on first use), set to the live hue and brightness."""
+        """`organism`'s renderer (made on first use), set to the live hue and brightness and the
+        beat's pulse."""
         render_table = organism.preset.render
         if organism.renderer is None:
             organism.renderer = self._renderer_factory(
@@ -417,13 +425,15 @@ class Simulation:
             )
         renderer = organism.renderer
         hue = (render_table.get("hue", 0.0) + self._hue_shift) % 1.0
-        brightness = min(
-            BRIGHTNESS_RANGE[1], render_table.get("brightness", 1.0) * self._brightness
-        )
+        brightness = render_table.get("brightness", 1.0) * self._brightness
+        brightness = min(BRIGHTNESS_RANGE[1], brightness * self.pulse.brightness)
+        bloom = min(2.0, render_table.get("bloom", RenderSettings.bloom) * self.pulse.bloom)
         if renderer.hue_shift != hue:
             renderer.hue_shift = hue
         if renderer.brightness != brightness:
             renderer.brightness = brightness
+        if renderer.settings.bloom != bloom:
+            renderer.update({"bloom": bloom})
         return renderer
 
     # -- status -------------------------------------------------------------------------------

@@ -238,6 +238,36 @@ def resume(context: typer.Context) -> None:
     ctx.show(ctx.call("resume"), "resumed")
 
 
+@ctl_app.command()
+def tempo(
+    context: typer.Context,
+    bpm: Annotated[float, typer.Argument(help="Beats per minute, 20 to 400; 0 stops the clock.")],
+    beats_per_bar: Annotated[int | None, typer.Option(help="Beats in a bar.")] = None,
+) -> None:
+    """Set the beat clock's tempo (its phase carries on)."""
+    ctx: CtlContext = context.obj
+    args = {"bpm": bpm} if beats_per_bar is None else {"bpm": bpm, "beats_per_bar": beats_per_bar}
+    ctx.show(ctx.call("tempo", **args), f"tempo {bpm:g}" if bpm else "tempo off")
+
+
+@ctl_app.command()
+def tap(context: typer.Context) -> None:
+    """Tap tempo: a beat falls now; tap two or more times to set the tempo."""
+    t_ns = time.monotonic_ns()  # before connecting: the tap is when the key was pressed
+    ctx: CtlContext = context.obj
+    result = ctx.call("tap", t_ns=t_ns)
+    bpm = result.get("value", 0)
+    ctx.show(result, f"tap: tempo {bpm:.1f}" if bpm else "tap: tap again to set a tempo")
+
+
+@ctl_app.command(
+    help=f"How much the picture moves with the beat, {range_text('beat')} (1: the preset's own)."
+)
+def beat(context: typer.Context, value: float) -> None:
+    ctx: CtlContext = context.obj
+    ctx.show(ctx.call("beat", value=value), f"beat {value:g}")
+
+
 def format_status(status_reply: dict[str, Any]) -> str:
     stage = status_reply.get("stage_ms", {})
     ring = status_reply.get("ring", {})
@@ -253,6 +283,7 @@ def format_status(status_reply: dict[str, Any]) -> str:
         "stage ms     " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()),
         f"sim step     {status_reply['sim_step']}  params version {status_reply['params_version']}",
         f"vram         {status_reply['vram_bytes'] / 2**20:.1f} MiB",
+        format_beat(status_reply.get("beat") or {}),
         f"uptime       {status_reply['uptime_s']:.0f} s",
         f"ring         {ring.get('name')} at {ring.get('path')}",
         f"control      {status_reply['control_endpoint']}",
@@ -261,6 +292,16 @@ def format_status(status_reply: dict[str, Any]) -> str:
     if change_error:  # a change that ran out of memory and was dropped
         lines.append(f"dropped      {change_error}")
     return "\n".join(lines)
+
+
+def format_beat(beat_status: dict[str, Any]) -> str:
+    if not beat_status.get("bpm"):
+        return f"beat         no tempo (amount {beat_status.get('amount', 1):g})"
+    return (
+        f"beat         {beat_status['bpm']:g} bpm from {beat_status['source']}, beat "
+        f"{beat_status['bar_position'] + 1:.2f} of {beat_status['beats_per_bar']}, amount "
+        f"{beat_status['amount']:g} x {beat_status.get('preset_amount', 1):g}"
+    )
 
 
 # --- looking at frames -------------------------------------------------------------------------

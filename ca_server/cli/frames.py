@@ -105,20 +105,43 @@ def view(
     allow_remote: Annotated[
         bool, typer.Option(envvar="CA_SERVER_ALLOW_REMOTE", help="Allow a non-loopback --host.")
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CA_SERVER_VIEW_TOKEN",
+            help="Token every request must carry (default off loopback: a new one, printed).",
+        ),
+    ] = None,
+    control: Annotated[
+        str | None, typer.Option(envvar="CA_SERVER_CONTROL", help="Daemon's control endpoint.")
+    ] = None,
+    presets_dir: Annotated[Path | None, typer.Option(envvar="CA_SERVER_PRESETS_DIR")] = None,
 ) -> None:
-    """Watch the ring live in a browser (MJPEG on http://127.0.0.1:8080/)."""
-    from ca_server.preview import serve_preview
+    """Play the daemon live in a browser: the picture, a preset gallery, the controls and the
+    readout (http://127.0.0.1:8080/)."""
+    import secrets
+
+    from ca_server.control_page import ControlPage, serve_control_page
     from ca_server.wire.endpoint_addresses import _is_loopback_host
 
-    if not allow_remote and not _is_loopback_host(host):
+    remote = not _is_loopback_host(host)
+    if remote and not allow_remote:
         fail(
-            f"refusing to serve the preview on {host}: it is not a loopback address, so other "
-            "hosts could watch the stream; use 127.0.0.1, or pass --allow-remote",
+            f"refusing to serve the control page on {host}: it is not a loopback address, so "
+            "other hosts could watch and drive the daemon; use 127.0.0.1, or pass --allow-remote "
+            "(a token is then required)",
             ExitCode.CONFIG,
         )
+    if token is not None and len(token) < 16:
+        fail("--token: use at least 16 characters (or omit it for a new one)", ExitCode.USAGE)
+    if remote and token is None:
+        token = secrets.token_urlsafe(24)
     logging.basicConfig(stream=sys.stderr, level="INFO", format="ca-server view: %(message)s")
+    page = ControlPage(
+        ring_name_or_default(name), control=control, token=token, presets_dir=presets_dir
+    )
     try:
-        serve_preview(ring_name_or_default(name), host, port)
+        serve_control_page(page, host, port)
     except OSError as exc:
         fail(f"cannot serve on {host}:{port}: {exc.strerror}; pick another --port", ExitCode.CONFIG)
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@ one line and a documented exit code."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -61,6 +62,10 @@ def serve(
         ),
     ] = DEFAULTS.max_vram_mb,
     log_level: Annotated[str, typer.Option(envvar="CA_SERVER_LOG_LEVEL")] = DEFAULTS.log_level,
+    link: Annotated[
+        bool,
+        typer.Option(envvar="CA_SERVER_LINK", help="Follow Ableton Link's beat (needs aalink)."),
+    ] = DEFAULTS.link,
 ) -> None:
     """Run the daemon: simulate, render and publish frames into the shared-memory ring."""
     from ca_server.config import ConfigError
@@ -80,7 +85,10 @@ def serve(
         presets_dir=presets_dir,
         max_vram_mb=max_vram_mb,
         log_level=log_level,
+        link=link,
     )
+    if link and importlib.util.find_spec("aalink") is None:
+        fail("--link needs the aalink package: pip install 'ca-server[link]'", ExitCode.CONFIG)
     try:
         config.resolved()
     except ConfigError as exc:

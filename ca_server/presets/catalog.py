@@ -1,13 +1,13 @@
 """Reading and validating preset files: one TOML file per preset, stdlib only.
 
-A preset file has the tables `[preset]` (name, title, engine, description, order, optional speed),
-`[engine]` (the engine's parameters, named as in the prototype plug-in), `[seed]` (kind, density),
-`[flow]` (the seven flow strengths) and `[render]` (palette, hue, brightness, thickness). Every
-field is checked against the schema below, and every failure is a `PresetFileError` naming the
-file and the dotted field, so a typo in a user file is one clear line, not a crash deep in an
-engine. This module imports only the standard library and ca_server's light modules (the
-errors, the control protocol's ranges): the Scope plugin imports `ca_server.presets` to fill its
-dropdown without numpy, scipy or the engines.
+A preset file has the tables `[preset]` (name, title, engine, description, order, optional speed
+and beat), `[engine]` (the engine's parameters, named as in the prototype plug-in), `[seed]` (kind,
+density), `[flow]` (the seven flow strengths) and `[render]` (palette, hue, brightness,
+thickness). Every field is checked against the schema below, and every failure is a
+`PresetFileError` naming the file and the dotted field, so a typo in a user file is one clear
+line, not a crash deep in an engine. This module imports only the standard library and
+ca_server's light modules (the errors, the control protocol's ranges): the Scope plugin imports
+`ca_server.presets` to fill its dropdown without numpy, scipy or the engines.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class Preset:
     flow: Mapping[str, float]
     render: Mapping[str, Any]
     source: str = field(default="")
+    beat: float | None = None  # `[preset] beat`; None: the engine's default (ca_server.beat_pulse)
 
     @property
     def info(self) -> PresetInfo:
@@ -267,6 +268,7 @@ _PRESET_SCHEMA = {
     "description": (_text, ""),
     "order": (_integer(-1_000_000, 1_000_000), 1000),
     "speed": (_number(*op_range("speed"), low_open=True), 1.0),
+    "beat": (_number(0, 1), None),  # how much it moves with the beat; None: its engine's default
 }
 _SEED_SCHEMA = {"kind": (_text, _REQUIRED), "density": (_number(0, 1), DEFAULT_SEED_DENSITY)}
 _FLOW_SCHEMA = {name: (_number(-1, 1), 0.0) for name in FLOW_NAMES}
@@ -340,6 +342,7 @@ def _validated(document: dict[str, Any], source: str, expected_name: str | None)
         description=head["description"],
         order=head["order"],
         speed=head["speed"],
+        beat=head.get("beat"),
         engine_params=MappingProxyType(params),
         seed_kind=seed["kind"],
         seed_density=seed["density"],

@@ -113,6 +113,36 @@ OPS: Mapping[str, OpSpec] = _op_table(
         "pause", "freeze: no steps and no new frames; the ring says PAUSED and keeps its heartbeat"
     ),
     OpSpec("resume", "step and publish frames again after `pause`"),
+    # The beat clock (ca_server/beat_clock.py). Times are the sender's time.monotonic_ns().
+    OpSpec(
+        "tempo",
+        "set the beat clock's tempo, keeping its phase (0 stops it)",
+        (
+            ArgSpec("bpm", float, min=0.0, max=400.0, summary="beats per minute; 0: off"),
+            ArgSpec("beats_per_bar", int, required=False, min=1, max=16, summary="bar length"),
+        ),
+    ),
+    OpSpec(
+        "tap",
+        "tap tempo: a beat falls now (two or more taps set the tempo)",
+        (ArgSpec("t_ns", int, required=False, min=0, max=2**63 - 1, summary="when, monotonic"),),
+    ),
+    OpSpec(
+        "beat_lock",
+        "an outside clock's reading (Scope's tempo sync, Link): position `beat` at `t_ns`",
+        (
+            ArgSpec("bpm", float, min=20.0, max=400.0, summary="beats per minute"),
+            ArgSpec("beat", float, min=-1e9, max=1e9, summary="beat position"),
+            ArgSpec("t_ns", int, min=0, max=2**63 - 1, summary="when, monotonic"),
+            ArgSpec("beats_per_bar", int, required=False, min=1, max=16, summary="bar length"),
+            ArgSpec("source", str, required=False, max_len=16, summary="who sends it"),
+        ),
+    ),
+    OpSpec(
+        "beat",
+        "how much the picture moves with the beat (× the preset's own amount; 0 off)",
+        (ArgSpec("value", float, min=0.0, max=2.0, summary="beat amount"),),
+    ),
 )
 
 

@@ -7,6 +7,7 @@ Also the `gpu` fixture the `gpu`-marked tests share.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import pytest
@@ -35,6 +36,10 @@ class GrayRenderer:
     def __init__(self, backend: Any, height: int, width: int, **_: Any) -> None:
         self.xp = backend.xp
         self.hue_shift, self.brightness, self.thickness = 0.0, 1.0, 0.0
+        self.settings = types.SimpleNamespace(bloom=0.7)  # read by the beat's bloom pulse
+
+    def update(self, settings: Any) -> None:
+        self.settings = types.SimpleNamespace(**{**vars(self.settings), **settings})
 
     def render(self, world: Any, out: Any = None) -> Any:
         xp = self.xp

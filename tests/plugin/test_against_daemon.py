@@ -229,3 +229,24 @@ def test_a_new_session_brings_back_what_its_panel_shows(real_daemon: RealDaemon)
     with LoopThread(pipeline, panel) as session_b:  # same instance, a new session
         assert session_b.wait(shows_panel)
     pipeline.close()
+
+
+def test_scopes_tempo_sync_reaches_the_daemons_beat_clock(real_daemon: RealDaemon) -> None:
+    real_daemon.start()
+    pipeline = make_pipeline(real_daemon.name)
+    loop = ScopeCallLoop(pipeline)
+    deadline = time.monotonic() + HANG_BOUND_S
+    while not pipeline.source.live and time.monotonic() < deadline:
+        loop.step()
+    started_s = time.monotonic()
+    loop.update_parameters({"bpm": 126.0, "beat_phase": 0.5, "beat_count": 7, "ca_beat": 0.25})
+    while time.monotonic() < deadline:  # Scope sends tempo sync's values on every call
+        beats = 7.5 + (time.monotonic() - started_s) * 126.0 / 60
+        loop.update_parameters({"beat_phase": beats % 1, "beat_count": int(beats)})
+        loop.step()
+        beat = real_daemon.status()["beat"]
+        if beat["source"] == "scope" and beat["amount"] == 0.25:
+            break
+    assert beat["bpm"] == 126.0 and beat["source"] == "scope" and beat["amount"] == 0.25
+    assert pipeline.source.ops_sent["beat_lock"] <= 2 + (time.monotonic() - started_s)
+    pipeline.close()
