@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ BACKEND_CHOICES: tuple[str, ...] = ("auto", "numpy", "cupy")
 CUDA_HOST_ALLOC_MAPPED = 2  # cudaHostAllocMapped: page-locked host memory kernels can address
 # cudaErrorMemoryAllocation, CUDA_ERROR_OUT_OF_MEMORY and CUFFT_ALLOC_FAILED are all 2.
 CUDA_OUT_OF_MEMORY = 2
+HotPass = TypeVar("HotPass")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -62,6 +63,13 @@ class Backend:
     def fft_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for `backend.fft` calls (worker threads on CPU, none on GPU)."""
         return {} if self.is_gpu else {"workers": self.fft_workers}
+
+    def hot_pass(self, kernel: type[HotPass], passes: type[HotPass]) -> type[HotPass]:
+        """Which implementation of a hot pass runs on this backend, chosen once, where its owner
+        is built: `kernel` (fused kernel launches) where kernels compile, else `passes` (the
+        chain of numpy passes it fuses, the reference and the CPU path). The two take the same
+        constructor and call arguments and each allocates its own buffers."""
+        return passes if self.kernel_compiler is None else kernel
 
     def fused_kernel(self, source: KernelSource) -> FusedKernel | None:
         """A launcher `launch(n, *args)` for `source` on this device, or None where the numpy
