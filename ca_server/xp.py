@@ -76,6 +76,16 @@ class Backend:
         sequence it fuses runs instead (see ca_server.fused)."""
         return None if self.kernel_compiler is None else self.kernel_compiler.compile(source)
 
+    def gather(self, source: Any, indices: Any, out: Any, axis: int | None = None) -> Any:
+        """`out[...] = source.take(indices, axis)` on this backend's device; returns `out`.
+
+        Indices out of range never fault: numpy clips them (`mode="clip"`: as fast as "wrap", and
+        unlike "wrap" it cannot spin on a huge negative index such as a cast NaN), CuPy wraps them.
+        """
+        if self.is_gpu:
+            return self.xp.take(source, indices, axis=axis, out=out)
+        return self.xp.take(source, indices, axis=axis, out=out, mode="clip")
+
     def to_host(self, array: Any, out: np.ndarray | None = None) -> np.ndarray:
         """Copy `array` (any shape/dtype, on this backend's device) into host memory.
 

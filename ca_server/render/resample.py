@@ -1,7 +1,7 @@
 """Cheap resampling primitives shared by bloom, strand thickening and flow advection.
 
 Everything here works on a `Backend`'s array module (numpy or CuPy) with buffers preallocated at
-construction, so a frame allocates nothing full-size: an index gather (`gather`), a box-mean
+construction, so a frame allocates nothing full-size: a box-mean
 downsampler, a separable, pixel-centre-aligned bilinear upsampler with toroidal wrap, and a
 Gaussian blur with wrap whose weights stay on the device (`GaussianBlur`). The upsampler is what
 keeps bloom smooth — no nearest-neighbour blocks — at a few full-frame passes.
@@ -20,17 +20,6 @@ from ca_server.xp import Backend
 
 # scipy's and CuPy's gaussian_filter default: the weights end at 4 sigma.
 GAUSSIAN_TRUNCATE = 4.0
-
-
-def gather(backend: Backend, source: Any, indices: Any, out: Any, axis: int | None = None) -> Any:
-    """`out[...] = source.take(indices, axis)` on the backend's device; returns `out`.
-
-    Indices out of range never fault: numpy clips them (`mode="clip"`: as fast as "wrap", and
-    unlike "wrap" it cannot spin on a huge negative index such as a cast NaN), CuPy wraps them.
-    """
-    if backend.is_gpu:
-        return backend.xp.take(source, indices, axis=axis, out=out)
-    return backend.xp.take(source, indices, axis=axis, out=out, mode="clip")
 
 
 def pick_factor(height: int, width: int, target_cells: int, factors=(8, 4, 2)) -> int:
@@ -186,6 +175,7 @@ class GaussianBlur:
 
     def __init__(self, backend: Backend, shape: tuple[int, int]) -> None:
         self._backend = backend
+        self._weights_dtype = np.float32 if backend.is_gpu else np.float64
         self._between_axes = backend.xp.empty(shape, dtype=backend.xp.float32)
         self._weights: dict[float, Any] = {}  # sigma -> (2r + 1,) weights on the device
 
@@ -207,5 +197,4 @@ class GaussianBlur:
         offsets = np.arange(-radius, radius + 1)
         weights = np.exp(-0.5 / (sigma * sigma) * offsets**2)
         weights = weights / weights.sum()
-        dtype = np.float32 if self._backend.is_gpu else np.float64
-        return self._backend.xp.asarray(weights.astype(dtype))
+        return self._backend.xp.asarray(weights.astype(self._weights_dtype))
