@@ -3,8 +3,10 @@
 This is the only module that imports CuPy. Engines and the renderer receive a `Backend` and use
 `backend.xp` (the array module), `backend.fft` (scipy.fft with worker threads on CPU,
 cupyx.scipy.fft on GPU) and `backend.ndimage` (scipy.ndimage / cupyx.scipy.ndimage); they
-never import cupy or scipy themselves. `auto` falls back to numpy with one warning line saying
-why; an explicit `cupy` without a usable GPU is a `BackendUnavailableError`.
+never import cupy or scipy themselves. Each hot pass has two implementations, fused kernels and
+the numpy passes they fuse; `Backend.hot_pass` picks one once, where its owner is built. `auto`
+falls back to numpy with one warning line saying why; an explicit `cupy` without a usable GPU is
+a `BackendUnavailableError`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from ca_server.engines.base import (
     Engine,
     centred_radius,
     cluster_centres,
-    stamp_max,
 )
 from ca_server.fused import KernelSource
 from ca_server.xp import Backend
@@ -130,7 +129,7 @@ class GrayScottEngine(Engine):
             (cy, cx, rng.uniform(0.25, 0.5, (2 * half + 1, 2 * half + 1)))
             for cy, cx in cluster_centres(rng, self.height, self.width)
         ]
-        stamp_max(self.backend, self._v, stamps)
+        self._stamp_max(self._v, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         return (Breathing("F", 0.006, 0.033, 0.001),)

@@ -26,7 +26,6 @@ from ca_server.engines.base import (
     gaussian_patch,
     noisy_envelope,
     ring_seed,
-    stamp_max,
 )
 from ca_server.engines.kernels import kernel_spectrum, lenia_kernel, torus_distance
 from ca_server.fused import KernelSource
@@ -109,7 +108,7 @@ class LeniaEngine(Engine):
         for cy, cx in cluster_centres(rng, self.height, self.width):
             radius = max(8.0, 12 * self.res_scale + rng.uniform(-2, 2))
             stamps.append((cy, cx, gaussian_patch(radius, 0.9)))
-        stamp_max(self.backend, self._state, stamps)
+        self._stamp_max(self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         # The prototype swung sigma by 15% and T by 25%: at 256 px over 10 minutes that drove

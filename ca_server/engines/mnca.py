@@ -31,7 +31,6 @@ from ca_server.engines.base import (
     gaussian_patch,
     noisy_envelope,
     ring_seed,
-    stamp_max,
 )
 from ca_server.engines.kernels import (
     irfft2_each,
@@ -164,7 +163,7 @@ class MNCAEngine(Engine):
                 8.0 * min(1.0, 2 * self.res_scale), 12 * self.res_scale + rng.uniform(-2, 2)
             )
             stamps.append((cy, cx, gaussian_patch(radius, 0.9)))
-        stamp_max(self.backend, self._state, stamps)
+        self._stamp_max(self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         return (Breathing("delta", 0.3 * self.params["delta"], 1 / 60, 0.001),)

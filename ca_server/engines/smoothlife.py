@@ -25,7 +25,6 @@ from ca_server.engines.base import (
     cluster_centres,
     disc_patch,
     ring_seed,
-    stamp_max,
     wrapped_distance2,
 )
 from ca_server.engines.kernels import (
@@ -143,7 +142,7 @@ class SmoothLifeEngine(Engine):
         for cy, cx in cluster_centres(rng, self.height, self.width):
             radius = max(15 * s, 0.7 * self.outer_radius) + rng.uniform(-3, 3) * s
             stamps.append((cy, cx, disc_patch(rng, max(radius, 2.0), 0.75, 0.95)))
-        stamp_max(self.backend, self._state, stamps)
+        self._stamp_max(self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         return (

@@ -105,7 +105,9 @@ class IridescentRenderer:
         self._xp = xp
         self.height, self.width = height, width
         shape = (height, width)
-        self._thickener: StrandThickener | None = None
+        # Built now, whether or not the preset thickens, so that a thickness drag compiles
+        # nothing in the stream (StrandThickener builds every filter variant it can need).
+        self._thickener = StrandThickener(backend, height, width)
         self._bloom = Bloom(backend, height, width)
         self._slope_scale = min(height, width) / REFERENCE_SIZE_PX
         rng = np.random.default_rng([seed, 0xD17])
@@ -211,8 +213,6 @@ class IridescentRenderer:
         return out
 
     def _thicken(self, thickness_px: float) -> None:
-        if self._thickener is None:
-            self._thickener = StrandThickener(self._backend, self.height, self.width)
         self._thickener.apply(self._display, thickness_px, scratch=self._light)
 
     def _color_lut(self, settings: RenderSettings) -> Any:

@@ -192,6 +192,15 @@ class GaussianBlur:
         ndimage.correlate1d(self._between_axes, weights, axis=1, output=out, mode="wrap")
         return out
 
+    def build_variant(self, radius: int, image: Any, out: Any) -> None:
+        """Run the two passes once with weights of `radius` (zeros), so that CuPy builds its
+        correlate1d kernels for that weight length now rather than in a frame; `image` and `out`
+        as in `__call__` (`out` is overwritten)."""
+        weights = self._backend.xp.zeros(2 * radius + 1, dtype=self._weights_dtype)
+        ndimage = self._backend.ndimage
+        ndimage.correlate1d(image, weights, axis=0, output=self._between_axes, mode="wrap")
+        ndimage.correlate1d(self._between_axes, weights, axis=1, output=out, mode="wrap")
+
     def _device_weights(self, sigma: float) -> Any:
         radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
         offsets = np.arange(-radius, radius + 1)

@@ -5,8 +5,10 @@ the frame (`pick_factor`, at least 32 cells a side), so the dilation and blur ar
 the thickness. Where the backend has fused kernels, the downsample is one launch
 (`THICKEN_DOWNSAMPLE`) and the upsample plus maximum another (`THICKEN_UPSAMPLE_MAX`):
 `ThickenResampleKernels`; the maximum filter and the blur (`GaussianBlur`) run as the backend's
-ndimage calls on both paths. The numpy sequence (`ThickenResamplePasses`: `BoxDownsampler`,
-`BilinearUpsampler`, `maximum`) is the reference and the CPU path; which runs is chosen once.
+ndimage calls on both paths, and on CuPy every variant of them a thickness can ask for is built
+with the thickener (the renderer's, before its first frame), so a thickness drag compiles
+nothing. The numpy sequence (`ThickenResamplePasses`: `BoxDownsampler`, `BilinearUpsampler`,
+`maximum`) is the reference and the CPU path; which of the two runs is chosen once.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from ca_server.fused import KernelSource
 from ca_server.render.resample import (
     BILINEAR_TAP_CUDA,
     BOX_SUM_CUDA,
+    GAUSSIAN_TRUNCATE,
     BilinearUpsampler,
     BoxDownsampler,
     GaussianBlur,
     pick_factor,
 )
+from ca_server.render.settings import SETTING_RANGES
 from ca_server.xp import Backend
 
 # small = box_mean(display): one thread per small cell, summed in BoxDownsampler's order.
@@ -70,6 +74,16 @@ extern "C" __global__ void thicken_upsample_max(
 )
 
 
+def dilation_size(thickness_px: float, factor: int) -> int:
+    """The maximum filter's window side on the small grid (no dilation below 2)."""
+    return round(thickness_px / factor)
+
+
+def blur_sigma(thickness_px: float, factor: int) -> float:
+    """The blur's sigma on the small grid, in cells."""
+    return max(0.5, thickness_px / (2 * factor))
+
+
 class StrandThickener:
     """Fattens and softens strands: display = max(display, blur(dilate(downsampled display))).
 
@@ -86,6 +100,7 @@ class StrandThickener:
         self._blur = GaussianBlur(backend, small_shape)
         resample = backend.hot_pass(ThickenResampleKernels, ThickenResamplePasses)
         self._resample = resample(backend, height, width, factor)
+        self._resample.build_variants(self._small, self._small_tmp, self._blur)
 
     def apply(self, display: Any, thickness_px: float, scratch: Any) -> None:
         """Thicken `display` in place.
@@ -96,11 +111,11 @@ class StrandThickener:
         """
         factor = self._factor
         self._resample.downsample(display, self._small)
-        size = round(thickness_px / factor)
+        size = dilation_size(thickness_px, factor)
         if size >= 2:
             self._resample.dilate(self._small, size, out=self._small_tmp)
             self._small, self._small_tmp = self._small_tmp, self._small
-        sigma = max(0.5, thickness_px / (2 * factor))
+        sigma = blur_sigma(thickness_px, factor)
         self._blur(self._small, sigma, out=self._small_tmp)
         self._resample.upsample_max(display, self._small_tmp, scratch)
 
@@ -123,6 +138,21 @@ class ThickenResampleKernels:
     def dilate(self, small: Any, size: int, out: Any) -> None:
         """`out` = the maximum of `small` over a `size` x `size` window, wrapping."""
         self._ndimage.maximum_filter(small, size=size, output=out, mode="wrap")
+
+    def build_variants(self, small: Any, out: Any, blur: GaussianBlur) -> None:
+        """Build now every CuPy kernel a thickness in SETTING_RANGES can ask for: CuPy compiles
+        `maximum_filter` per window size and `correlate1d` per weight length on first use, so a
+        thickness drag would otherwise compile (NVRTC, a fraction of a second on a fresh pod) in
+        the frames it reaches new values. At most ~20 small kernels, once per process (CuPy keeps
+        them); on later thickeners these are ~60 launches on the small grid. `small` and `out`
+        are the small grid's buffers, overwritten."""
+        factor, largest = self._factor, SETTING_RANGES["thickness"][1]
+        for size in range(2, dilation_size(largest, factor) + 1):
+            self.dilate(small, size, out)
+        smallest_radius = int(GAUSSIAN_TRUNCATE * blur_sigma(0.0, factor) + 0.5)
+        largest_radius = int(GAUSSIAN_TRUNCATE * blur_sigma(largest, factor) + 0.5)
+        for radius in range(smallest_radius, largest_radius + 1):
+            blur.build_variant(radius, small, out)
 
     def upsample_max(self, display: Any, small: Any, scratch: Any) -> None:
         """`display = max(display, upsample(small))`; `scratch` is not used."""
@@ -147,6 +177,9 @@ class ThickenResamplePasses:
     def dilate(self, small: Any, size: int, out: Any) -> None:
         """As `ThickenResampleKernels.dilate`."""
         self._ndimage.maximum_filter(small, size=size, output=out, mode="wrap")
+
+    def build_variants(self, small: Any, out: Any, blur: GaussianBlur) -> None:
+        """Nothing to build: numpy compiles nothing."""
 
     def upsample_max(self, display: Any, small: Any, scratch: Any) -> None:
         """As `ThickenResampleKernels.upsample_max`, through `scratch` ((H, W) float32)."""
