@@ -35,42 +35,58 @@ class Crossfade:
     """
 
     def __init__(self, backend: Backend, height: int, width: int) -> None:
-        self._xp = backend.xp
-        self._shape = (height, width, 3)
-        self._fused_blend = backend.fused_kernel(CROSSFADE_BLEND)
-        self._buffers: tuple[Any, ...] | None = None
+        self._blend_type = backend.hot_pass(CrossfadeBlendKernel, CrossfadeBlendPasses)
+        self._backend, self._shape = backend, (height, width, 3)
+        self._blend: CrossfadeBlendKernel | CrossfadeBlendPasses | None = None
 
     def pictures(self) -> tuple[Any, Any]:
         """(old, new): the buffers the outgoing and the incoming preset render into."""
-        if self._buffers is None:
-            xp, shape = self._xp, self._shape
-            wide = (
-                ()
-                if self._fused_blend
-                else (xp.empty(shape, xp.uint16), xp.empty(shape, xp.uint16))
-            )
-            self._buffers = (xp.empty(shape, xp.uint8), xp.empty(shape, xp.uint8), *wide)
-        return self._buffers[0], self._buffers[1]
+        if self._blend is None:
+            self._blend = self._blend_type(self._backend, self._shape)
+        return self._blend.old_rgb, self._blend.new_rgb
 
     def blend(self, weight: int, out: Any = None) -> Any:
         """The pictures mixed `weight`/256 of the way to the new one, into `out` if given."""
-        xp = self._xp
-        old_rgb, new_rgb = self.pictures()
+        self.pictures()  # makes the buffers on a fade's first frame
         if out is None:
-            out = xp.empty(self._shape, xp.uint8)
-        if self._fused_blend is not None:
-            self._fused_blend(out.size, out, old_rgb, new_rgb, weight)
-            return out
-        mix, scratch = self._buffers[2:]  # type: ignore[index]
-        xp.copyto(mix, old_rgb, casting="unsafe")
-        mix *= 256 - weight
-        xp.copyto(scratch, new_rgb, casting="unsafe")
-        scratch *= weight
-        mix += scratch
-        mix >>= 8
-        xp.copyto(out, mix, casting="unsafe")
+            out = self._backend.xp.empty(self._shape, self._backend.xp.uint8)
+        self._blend(out, weight)
         return out
 
     def release(self) -> None:
         """Let the fade's buffers go (the fade ended or was dropped)."""
-        self._buffers = None
+        self._blend = None
+
+
+class CrossfadeBlendKernel:
+    """The two pictures and their blend as one `CROSSFADE_BLEND` launch."""
+
+    def __init__(self, backend: Backend, shape: tuple[int, int, int]) -> None:
+        xp = backend.xp
+        self._launch = backend.fused_kernel(CROSSFADE_BLEND)
+        self.old_rgb, self.new_rgb = xp.empty(shape, xp.uint8), xp.empty(shape, xp.uint8)
+
+    def __call__(self, out: Any, weight: int) -> None:
+        """out = (old · (256 − weight) + new · weight) >> 8; `out` (H, W, 3) uint8, device."""
+        self._launch(out.size, out, self.old_rgb, self.new_rgb, weight)
+
+
+class CrossfadeBlendPasses:
+    """The two pictures and their blend as numpy passes in two uint16 scratch frames."""
+
+    def __init__(self, backend: Backend, shape: tuple[int, int, int]) -> None:
+        xp = backend.xp
+        self._xp = xp
+        self.old_rgb, self.new_rgb = xp.empty(shape, xp.uint8), xp.empty(shape, xp.uint8)
+        self._mix, self._scratch = xp.empty(shape, xp.uint16), xp.empty(shape, xp.uint16)
+
+    def __call__(self, out: Any, weight: int) -> None:
+        """As `CrossfadeBlendKernel.__call__`."""
+        xp, mix, scratch = self._xp, self._mix, self._scratch
+        xp.copyto(mix, self.old_rgb, casting="unsafe")
+        mix *= 256 - weight
+        xp.copyto(scratch, self.new_rgb, casting="unsafe")
+        scratch *= weight
+        mix += scratch
+        mix >>= 8
+        xp.copyto(out, mix, casting="unsafe")

@@ -2,10 +2,11 @@
 
 `HealthMonitor.queue_measure` reads a decimated view (about 128 px on the short side) of the world
 into four scalars: mass (mean), alive (fraction > 0.01), peak (max) and activity (mean absolute
-change per engine step); on the GPU as two fused launches (HEALTH_PARTIALS, HEALTH_TOTALS) instead
-of nine array operations, the second writing the scalars straight into mapped page-locked host
-memory. Nothing waits for them: `read_measurement` takes them after the device has finished the
-frame (the frame copy's wait), so the loop keeps one device-to-host copy and one wait per frame.
+change per engine step); on the GPU as two fused launches (HEALTH_PARTIALS, HEALTH_TOTALS:
+`HealthStatisticsKernel`) instead of nine array operations (`HealthStatisticsPasses`), the second
+writing the scalars straight into mapped page-locked host memory. Nothing waits for them:
+`read_measurement` takes them after the device has finished the frame (the frame copy's wait), so
+the loop keeps one device-to-host copy and one wait per frame.
 `measure` does both at once, with its own wait (warm-up, off screen). `decide` turns them into at
 most one action per frame, following the prototype's coverage management (docs/prototype.md) with
 the gaps it left closed: a world that stays dead after cluster drops is fully reseeded; an overfull
@@ -181,15 +182,10 @@ class HealthMonitor:
         self.stride = max(1, min(height, width) // HEALTH_VIEW_PX)
         view_shape = (len(range(0, height, self.stride)), len(range(0, width, self.stride)))
         self._previous_view = backend.xp.zeros(view_shape, backend.xp.float32)
-        self._view_shape, self._world_width = view_shape, width
-        self._fused_partials = backend.fused_kernel(HEALTH_PARTIALS)
-        self._fused_totals = backend.fused_kernel(HEALTH_TOTALS)
         # (mass, alive, mean |change|, peak): written on the device, read on the host.
-        self._stats_host, self._stats = backend.host_mapped_array((4,), np.float32)
-        if self._fused_partials is not None:
-            self._partials = backend.xp.empty(4 * HEALTH_PARTIAL_SLOTS, backend.xp.float32)
-        else:
-            self._difference = backend.xp.empty(view_shape, backend.xp.float32)
+        self._stats_host, stats = backend.host_mapped_array((4,), np.float32)
+        statistics = backend.hot_pass(HealthStatisticsKernel, HealthStatisticsPasses)
+        self._queue_statistics = statistics(backend, self._previous_view, stats, self.stride, width)
         self._has_previous = False
         self.counters = HealthCounters()
         self.mass = self.alive = self.activity = self.peak = 0.0
@@ -221,31 +217,7 @@ class HealthMonitor:
     def queue_measure(self, world: Any) -> None:
         """Queue the statistics of `world` ((H, W) float32 on device); stores the view as the
         previous one. Read them with `read_measurement` once the device has finished."""
-        xp = self.backend.xp
-        if self._fused_partials is not None:
-            view_height, view_width = self._view_shape
-            self._fused_partials(
-                HEALTH_PARTIAL_SLOTS,
-                self._partials,
-                self._previous_view,
-                world,
-                view_height,
-                view_width,
-                self.stride,
-                self._world_width,
-                ALIVE_THRESHOLD,
-            )
-            inverse_cells = 1.0 / (view_height * view_width)
-            self._fused_totals(1, self._stats, self._partials, HEALTH_PARTIAL_SLOTS, inverse_cells)
-            return
-        view = world[:: self.stride, :: self.stride]
-        xp.subtract(view, self._previous_view, out=self._difference)
-        xp.abs(self._difference, out=self._difference)
-        self._stats[0] = view.mean()
-        self._stats[1] = (view > ALIVE_THRESHOLD).mean(dtype=xp.float32)
-        self._stats[2] = self._difference.mean()
-        self._stats[3] = view.max()
-        xp.copyto(self._previous_view, view)
+        self._queue_statistics(world)
 
     def read_measurement(self, steps: int) -> tuple[float, float, float]:
         """(mass, alive, activity) from the last `queue_measure`, over `steps` engine steps.
@@ -351,3 +323,58 @@ class BreathingLFO:
             value = self.base[spec.parameter] + spec.amplitude * math.sin(self.phases[index])
             values[spec.parameter] = max(spec.minimum, value)
         return values
+
+
+class HealthStatisticsKernel:
+    """The view's statistics as two launches: HEALTH_PARTIALS (one block of partial sums, which
+    also stores the view as the previous one) and HEALTH_TOTALS (the scalars, into `stats`)."""
+
+    def __init__(
+        self, backend: Backend, previous_view: Any, stats: Any, stride: int, world_width: int
+    ) -> None:
+        self._previous_view, self._stats = previous_view, stats
+        self._stride, self._world_width = stride, world_width
+        self._partials_launch = backend.fused_kernel(HEALTH_PARTIALS)
+        self._totals_launch = backend.fused_kernel(HEALTH_TOTALS)
+        self._partials = backend.xp.empty(4 * HEALTH_PARTIAL_SLOTS, backend.xp.float32)
+
+    def __call__(self, world: Any) -> None:
+        """Queue (mass, alive, mean |change|, peak) of `world` ((H, W) float32, device) into
+        `stats` ((4,) float32, device) and store its view as the previous one."""
+        view_height, view_width = self._previous_view.shape
+        self._partials_launch(
+            HEALTH_PARTIAL_SLOTS,
+            self._partials,
+            self._previous_view,
+            world,
+            view_height,
+            view_width,
+            self._stride,
+            self._world_width,
+            ALIVE_THRESHOLD,
+        )
+        inverse_cells = 1.0 / (view_height * view_width)
+        self._totals_launch(1, self._stats, self._partials, HEALTH_PARTIAL_SLOTS, inverse_cells)
+
+
+class HealthStatisticsPasses:
+    """The view's statistics as numpy reductions, with one view-sized scratch frame."""
+
+    def __init__(
+        self, backend: Backend, previous_view: Any, stats: Any, stride: int, world_width: int
+    ) -> None:
+        self._xp, self._stride = backend.xp, stride
+        self._previous_view, self._stats = previous_view, stats
+        self._difference = backend.xp.empty(previous_view.shape, backend.xp.float32)
+
+    def __call__(self, world: Any) -> None:
+        """As `HealthStatisticsKernel.__call__`."""
+        xp, stats = self._xp, self._stats
+        view = world[:: self._stride, :: self._stride]
+        xp.subtract(view, self._previous_view, out=self._difference)
+        xp.abs(self._difference, out=self._difference)
+        stats[0] = view.mean()
+        stats[1] = (view > ALIVE_THRESHOLD).mean(dtype=xp.float32)
+        stats[2] = self._difference.mean()
+        stats[3] = view.max()
+        xp.copyto(self._previous_view, view)

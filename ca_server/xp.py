@@ -3,8 +3,10 @@
 This is the only module that imports CuPy. Engines and the renderer receive a `Backend` and use
 `backend.xp` (the array module), `backend.fft` (scipy.fft with worker threads on CPU,
 cupyx.scipy.fft on GPU) and `backend.ndimage` (scipy.ndimage / cupyx.scipy.ndimage); they
-never import cupy or scipy themselves. `auto` falls back to numpy with one warning line saying
-why; an explicit `cupy` without a usable GPU is a `BackendUnavailableError`.
+never import cupy or scipy themselves. Each hot pass has two implementations, fused kernels and
+the numpy passes they fuse; `Backend.hot_pass` picks one once, where its owner is built. `auto`
+falls back to numpy with one warning line saying why; an explicit `cupy` without a usable GPU is
+a `BackendUnavailableError`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -29,6 +31,7 @@ BackendChoice = Literal["auto", "numpy", "cupy"]
 CUDA_HOST_ALLOC_MAPPED = 2  # cudaHostAllocMapped: page-locked host memory kernels can address
 # cudaErrorMemoryAllocation, CUDA_ERROR_OUT_OF_MEMORY and CUFFT_ALLOC_FAILED are all 2.
 CUDA_OUT_OF_MEMORY = 2
+HotPass = TypeVar("HotPass")
 
 
 class BackendUnavailableError(CAServerError, RuntimeError):
@@ -67,10 +70,27 @@ class Backend:
         """Extra keyword arguments for `backend.fft` calls (worker threads on CPU, none on GPU)."""
         return {} if self.is_gpu else {"workers": self.fft_workers}
 
+    def hot_pass(self, kernel: type[HotPass], passes: type[HotPass]) -> type[HotPass]:
+        """Which implementation of a hot pass runs on this backend, chosen once, where its owner
+        is built: `kernel` (fused kernel launches) where kernels compile, else `passes` (the
+        chain of numpy passes it fuses, the reference and the CPU path). The two take the same
+        constructor and call arguments and each allocates its own buffers."""
+        return passes if self.kernel_compiler is None else kernel
+
     def fused_kernel(self, source: KernelSource) -> FusedKernel | None:
         """A launcher `launch(n, *args)` for `source` on this device, or None where the numpy
         sequence it fuses runs instead (see ca_server.fused)."""
         return None if self.kernel_compiler is None else self.kernel_compiler.compile(source)
+
+    def gather(self, source: Any, indices: Any, out: Any, axis: int | None = None) -> Any:
+        """`out[...] = source.take(indices, axis)` on this backend's device; returns `out`.
+
+        Indices out of range never fault: numpy clips them (`mode="clip"`: as fast as "wrap", and
+        unlike "wrap" it cannot spin on a huge negative index such as a cast NaN), CuPy wraps them.
+        """
+        if self.is_gpu:
+            return self.xp.take(source, indices, axis=axis, out=out)
+        return self.xp.take(source, indices, axis=axis, out=out, mode="clip")
 
     def to_host(self, array: Any, out: np.ndarray | None = None) -> np.ndarray:
         """Copy `array` (any shape/dtype, on this backend's device) into host memory.

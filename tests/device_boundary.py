@@ -33,6 +33,12 @@ are `DeviceArray`s, numpy arrays that keep CuPy's rules at the boundary (checked
 - A 0-d device array given to a fused kernel as a number raises TypeError (CuPy would pass its
   address where the kernel expects the value).
 
+- Every call that makes CuPy build a kernel of its own the first time it sees a new variant is
+  noted in `COMPILED_VARIANTS`, by variant: a `cupyx.scipy.ndimage` function (its kernels are
+  generated per weight length, filter size, mode, dtype and rank, zoom also per output shape),
+  an integer-array index (`_take`/`_scatter` kernels per dtype) and `xp.take`. A variant seen
+  for the first time after the first frame is a compile (NVRTC, or a disk-cache load) inside
+  the stream.
 - Every device operation CuPy would issue is counted in `DEVICE_OPERATIONS` (the launch budget):
   a ufunc call (reductions too), an xp function that makes a new array or writes into one
   (`empty`, `empty_like` and views excepted), an FFT or a filter (one each, although cuFFT may
@@ -118,6 +124,25 @@ class OperationCount:
 
 
 DEVICE_OPERATIONS = OperationCount()
+
+
+class CompiledVariants:
+    """The variants of CuPy's self-compiling calls seen so far, each with the package line that
+    first made it (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.first_sites: dict[str, str] = {}
+
+    def note(self, variant: str) -> None:
+        if variant not in self.first_sites:
+            self.first_sites[variant] = _package_frame()
+
+    def new_since(self, seen: set[str]) -> list[str]:
+        """`variant at path:line` for each variant not in `seen`."""
+        return [f"{v} at {site}" for v, site in self.first_sites.items() if v not in seen]
+
+
+COMPILED_VARIANTS = CompiledVariants()
 # xp functions that allocate without writing: no kernel.
 NON_LAUNCHING_FUNCTIONS = frozenset({"empty", "empty_like"})
 
@@ -227,6 +252,8 @@ class DeviceArray(np.ndarray):
         return _on_device(func(*_host_views(args), **_host_views(kwargs)))
 
     def __getitem__(self, key: Any) -> Any:
+        if _is_integer_array_index(key):
+            COMPILED_VARIANTS.note(f"integer-array index read of {self.dtype}")
         return _on_device(np.ndarray.__getitem__(self.view(np.ndarray), _device_index(key)))
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -238,6 +265,8 @@ class DeviceArray(np.ndarray):
                 )
             CROSSINGS.record("upload", "assignment", np.asarray(value).nbytes)
         DEVICE_OPERATIONS.add("assignment")
+        if _is_integer_array_index(key):
+            COMPILED_VARIANTS.note(f"integer-array index write of {self.dtype}")
         np.ndarray.__setitem__(self.view(np.ndarray), _device_index(key), _host_views(value))
 
     def get(
@@ -459,12 +488,30 @@ class DeviceModule:
             elif name not in SHAPE_ONLY_FUNCTIONS and _holds_host_ndarray((args, kwargs)):
                 values = (*args, *kwargs.values())
                 _raise_host_array(qualified, next(v for v in values if _holds_host_ndarray(v)))
+            if self._prefix == "ndimage" or qualified == "xp.take":
+                COMPILED_VARIANTS.note(_variant(qualified, args, kwargs))
             result = attribute(*_host_views(args), **_host_views(kwargs))
             if _is_an_operation(self._prefix, name, result, kwargs):
                 DEVICE_OPERATIONS.add(qualified)
             return _on_device(result)
 
         return call
+
+
+def _variant(qualified: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A self-compiling call as its variant: arrays by dtype and shape, everything else by value."""
+
+    def describe(value: Any) -> str:
+        # An image's sizes are read at run time (only its rank is compiled in), except by zoom,
+        # whose kernel bakes in the output shape; a 1-D array (weights) by its length.
+        if isinstance(value, np.ndarray) and (value.ndim == 1 or qualified == "ndimage.zoom"):
+            return f"{value.dtype}{list(value.shape)}"
+        if isinstance(value, np.ndarray):
+            return f"{value.dtype} {value.ndim}-d"
+        return repr(value)
+
+    described = [describe(v) for v in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
+    return f"{qualified}({', '.join(described)})"
 
 
 def _is_an_operation(prefix: str, name: str, result: Any, kwargs: dict[str, Any]) -> bool:

@@ -5,7 +5,10 @@ field in [0, 1] that the renderer draws (Lenia's A, SmoothLife's f, MNCA's a, Gr
 `step()` advances one engine step in place. `seed()` and `drop_cluster()` take a numpy Generator:
 seeds are drawn on the host (rare events) and uploaded, so a seed gives the same start on numpy
 and CuPy. Spatial sizes follow the prototype's convention: tuned at 512 px, scaled by
-`res_scale = min(H, W) / 512`.
+`res_scale = min(H, W) / 512`. The two writes every engine shares, a seed stamp (`STAMP_MAX`) and
+the scale-up after a warm-up on a reduced grid (`GRID_UPSCALE`), are fused kernels too where the
+backend has them, in place of CuPy's integer-array indexing and `ndimage.zoom`, which CuPy would
+compile on first use in the stream.
 """
 
 from __future__ import annotations
@@ -17,9 +20,61 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ca_server.fused import KernelSource
+from ca_server.render.resample import BILINEAR_TAP_CUDA
 from ca_server.xp import Backend
 
 BASE_RESOLUTION = 512
+
+# field = max(field, patch) over one patch's window, wrapping, as numpy's integer-array update
+# does it: one thread per field cell the window covers (n = rows x cols, each at most the field's
+# side), so no two threads write one cell; where a patch is wider than the field, the last patch
+# cell landing on a field cell wins, as numpy's last write does. NaN on either side wins, as in
+# np.maximum.
+STAMP_MAX = KernelSource(
+    "stamp_max",
+    r"""
+extern "C" __global__ void stamp_max(
+    float* __restrict__ field, const float* __restrict__ patch, const int top, const int left,
+    const int patch_height, const int patch_width, const int cols, const int height,
+    const int width, const long long n) {
+    CA_FOR_EACH(i, n) {
+        const int row = (int)(i / cols), col = (int)(i % cols);
+        const int last_row = row + (patch_height - 1 - row) / height * height;
+        const int last_col = col + (patch_width - 1 - col) / width * width;
+        float* cell = field + (long long)ca_wrap(top + row, height) * width;
+        cell += ca_wrap(left + col, width);
+        const float value = *cell, stamp = patch[(long long)last_row * patch_width + last_col];
+        *cell = value != value ? value : (stamp <= value ? value : stamp);
+    }
+}
+""",
+)
+
+# field = clip(bilinear upscale of small, 0, 1) by integer factors, pixel centres aligned and
+# wrapping (ndimage.zoom(order=1, mode="grid-wrap", grid_mode=True)): one thread per pixel.
+GRID_UPSCALE = KernelSource(
+    "grid_upscale",
+    BILINEAR_TAP_CUDA
+    + r"""
+extern "C" __global__ void grid_upscale(
+    float* __restrict__ field, const float* __restrict__ small, const int width,
+    const int small_height, const int small_width, const int factor_y, const int factor_x,
+    const long long n) {
+    CA_FOR_EACH(i, n) {
+        int top, bottom, left, right;
+        float down, across;
+        ca_bilinear_tap((int)(i / width), factor_y, small_height, &top, &bottom, &down);
+        ca_bilinear_tap((int)(i % width), factor_x, small_width, &left, &right, &across);
+        const float* upper_row = small + (long long)top * small_width;
+        const float* lower_row = small + (long long)bottom * small_width;
+        const float upper = upper_row[left] * (1.0f - across) + upper_row[right] * across;
+        const float lower = lower_row[left] * (1.0f - across) + lower_row[right] * across;
+        field[i] = ca_clip01(upper * (1.0f - down) + lower * down);
+    }
+}
+""",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +98,8 @@ class Engine(ABC):
         self.backend, self.height, self.width = backend, height, width
         self.params = dict(params)
         self.res_scale = min(height, width) / BASE_RESOLUTION
+        self._stamp_max = backend.hot_pass(StampMaxKernel, StampMaxPasses)(backend)
+        self._upscale = backend.hot_pass(GridUpscaleKernel, GridUpscaleZoom)(backend)
 
     @staticmethod
     def kernel_radii_px(params: Mapping[str, Any], res_scale: float) -> tuple[float, ...]:
@@ -84,6 +141,12 @@ class Engine(ABC):
         xp = self.backend.xp
         for target, source in zip(self.fields, host_fields, strict=True):
             xp.copyto(target, xp.asarray(source, dtype=xp.float32))
+
+    def load_upscaled(self, small_fields: Sequence[Any]) -> None:
+        """Replace the state with `fields`-shaped device arrays from a grid an integer factor
+        smaller on each side (a warm-up's), scaled up bilinearly with wrap, clipped to [0, 1]."""
+        for target, small in zip(self.fields, small_fields, strict=True):
+            self._upscale(small, target)
 
     def _upload(self, host: np.ndarray, target: Any) -> None:
         xp = self.backend.xp
@@ -167,29 +230,86 @@ def cluster_centres(rng: np.random.Generator, height: int, width: int) -> list[t
     ]
 
 
-def stamp_max(
-    backend: Backend, field: Any, stamps: Sequence[tuple[float, float, np.ndarray]]
-) -> None:
-    """field = max(field, patch) on each patch's window centred at (cy, cx), wrapping at edges.
+class StampMaxKernel:
+    """Stamps as STAMP_MAX launches, one per patch (patches may overlap), from one upload."""
 
-    `field`: (H, W) float32 on the device, changed in place. `stamps`: (cy, cx, patch) with
-    `patch` a small (h, w) host array. The patches cross to the device in one upload, not one
-    per seed (about thirty in a revive frame, each its own staging copy, transfer and event).
-    """
-    xp = backend.xp
-    height, width = field.shape
-    flat = np.concatenate([patch.ravel() for _, _, patch in stamps]).astype(np.float32)
-    patches = xp.asarray(flat)
-    start = 0
-    for cy, cx, patch in stamps:
-        ph, pw = patch.shape
-        top, left = round(cy) - ph // 2, round(cx) - pw // 2
-        rows = xp.arange(top, top + ph) % height  # the window's indices, made on the device
-        cols = xp.arange(left, left + pw) % width
-        index = xp.ix_(rows, cols)
-        on_device = patches[start : start + ph * pw].reshape(ph, pw)
-        field[index] = xp.maximum(field[index], on_device)
-        start += ph * pw
+    def __init__(self, backend: Backend) -> None:
+        self._xp = backend.xp
+        self._launch = backend.fused_kernel(STAMP_MAX)
+
+    def __call__(self, field: Any, stamps: Sequence[tuple[float, float, np.ndarray]]) -> None:
+        """field = max(field, patch) on each patch's window centred at (cy, cx), wrapping.
+
+        `field`: (H, W) float32 on the device, C-contiguous, changed in place. `stamps`: (cy,
+        cx, patch) with `patch` a small (h, w) host array. The patches cross to the device in one
+        upload, not one per seed (about thirty in a revive frame, each its own staging copy,
+        transfer and event).
+        """
+        height, width = field.shape
+        flat = np.concatenate([patch.ravel() for _, _, patch in stamps]).astype(np.float32)
+        patches = self._xp.asarray(flat)
+        start = 0
+        for cy, cx, patch in stamps:
+            ph, pw = patch.shape
+            top, left = round(cy) - ph // 2, round(cx) - pw // 2
+            on_device = patches[start : start + ph * pw]
+            rows, cols = min(ph, height), min(pw, width)
+            window = (top, left, ph, pw, cols, height, width)
+            self._launch(rows * cols, field, on_device, *window)
+            start += ph * pw
+
+
+class StampMaxPasses:
+    """Stamps as integer-array indexing on the window of each patch (numpy)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._xp = backend.xp
+
+    def __call__(self, field: Any, stamps: Sequence[tuple[float, float, np.ndarray]]) -> None:
+        """As `StampMaxKernel.__call__`."""
+        xp = self._xp
+        height, width = field.shape
+        flat = np.concatenate([patch.ravel() for _, _, patch in stamps]).astype(np.float32)
+        patches = xp.asarray(flat)
+        start = 0
+        for cy, cx, patch in stamps:
+            ph, pw = patch.shape
+            top, left = round(cy) - ph // 2, round(cx) - pw // 2
+            rows = xp.arange(top, top + ph) % height  # the window's indices, made on the device
+            cols = xp.arange(left, left + pw) % width
+            index = xp.ix_(rows, cols)
+            on_device = patches[start : start + ph * pw].reshape(ph, pw)
+            field[index] = xp.maximum(field[index], on_device)
+            start += ph * pw
+
+
+class GridUpscaleKernel:
+    """The upscale as one GRID_UPSCALE launch straight into the field."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._launch = backend.fused_kernel(GRID_UPSCALE)
+
+    def __call__(self, small: Any, field: Any) -> None:
+        """field = clip(upscale(small), 0, 1); `small` (h, w) and `field` (h·fy, w·fx) float32
+        on the device, C-contiguous, for integer factors fy, fx."""
+        small_height, small_width = small.shape
+        height, width = field.shape
+        factors = (height // small_height, width // small_width)
+        self._launch(field.size, field, small, width, small_height, small_width, *factors)
+
+
+class GridUpscaleZoom:
+    """The upscale as the backend's `ndimage.zoom` and a clip (numpy)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._xp, self._ndimage = backend.xp, backend.ndimage
+
+    def __call__(self, small: Any, field: Any) -> None:
+        """As `GridUpscaleKernel.__call__`."""
+        xp = self._xp
+        factors = (field.shape[0] / small.shape[0], field.shape[1] / small.shape[1])
+        big = self._ndimage.zoom(small, factors, order=1, mode="grid-wrap", grid_mode=True)
+        xp.copyto(field, xp.asarray(xp.clip(big, 0.0, 1.0), dtype=xp.float32))
 
 
 def gaussian_patch(radius: float, amplitude: float) -> np.ndarray:

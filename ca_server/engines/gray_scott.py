@@ -24,7 +24,6 @@ from ca_server.engines.base import (
     Engine,
     centred_radius,
     cluster_centres,
-    stamp_max,
 )
 from ca_server.fused import KernelSource
 from ca_server.xp import Backend
@@ -82,16 +81,8 @@ class GrayScottEngine(Engine):
         shape = (height, width)
         self._u = xp.ones(shape, xp.float32)
         self._v = xp.zeros(shape, xp.float32)
-        self._fused_substep = backend.fused_kernel(GRAY_SCOTT_SUBSTEP)
-        if self._fused_substep is not None:  # the other half of the ping-pong pair
-            self._u_next = xp.empty(shape, xp.float32)
-            self._v_next = xp.empty(shape, xp.float32)
-        else:  # the numpy sequence's buffers
-            self._padded = xp.empty((height + 2, width + 2), xp.float32)
-            self._lap_u = xp.empty(shape, xp.float32)
-            self._lap_v = xp.empty(shape, xp.float32)
-            self._uvv = xp.empty(shape, xp.float32)
-            self._scratch = xp.empty(shape, xp.float32)
+        substeps = backend.hot_pass(GrayScottSubstepKernel, GrayScottSubstepPasses)
+        self._substeps = substeps(backend, height, width)
         _, _, radius = centred_radius(height, width)
         profile = 1.0 + 4.0 * np.clip((radius - 0.40) / 0.30, 0.0, 1.0)
         self._feed_profile = xp.asarray(profile.astype(np.float32))
@@ -108,80 +99,10 @@ class GrayScottEngine(Engine):
     def fields(self) -> tuple[Any, ...]:
         return (self._u, self._v)
 
-    def _laplacian(self, field: Any, diffusion: float, out: Any) -> None:
-        """out = diffusion * lap(field), periodic 9-point stencil."""
-        padded = self._padded
-        padded[1:-1, 1:-1] = field
-        padded[0, 1:-1] = field[-1]
-        padded[-1, 1:-1] = field[0]
-        padded[:, 0] = padded[:, -2]
-        padded[:, -1] = padded[:, 1]
-        xp, scratch = self.backend.xp, self._scratch
-        xp.add(padded[:-2, 1:-1], padded[2:, 1:-1], out=out)
-        out += padded[1:-1, :-2]
-        out += padded[1:-1, 2:]
-        out *= 0.2 * diffusion
-        xp.add(padded[:-2, :-2], padded[:-2, 2:], out=scratch)
-        scratch += padded[2:, :-2]
-        scratch += padded[2:, 2:]
-        scratch *= 0.05 * diffusion
-        out += scratch
-        xp.multiply(field, diffusion, out=scratch)
-        out -= scratch
-
     def step(self) -> None:
-        if self._fused_substep is not None:
-            self._step_fused()
-            return
-        xp = self.backend.xp
-        u, v, uvv, scratch = self._u, self._v, self._uvv, self._scratch
-        for _ in range(self.substeps):
-            self._laplacian(u, self.params["Du"], self._lap_u)
-            self._laplacian(v, self.params["Dv"], self._lap_v)
-            xp.multiply(v, v, out=uvv)
-            uvv *= u
-            lap_u, lap_v = self._lap_u, self._lap_v
-            lap_u -= uvv
-            xp.multiply(self._feed, u, out=scratch)
-            lap_u -= scratch
-            lap_u += self._feed
-            u += lap_u
-            xp.clip(u, 0.0, 1.0, out=u)
-            lap_v += uvv
-            xp.multiply(self._feed_kill, v, out=scratch)
-            lap_v -= scratch
-            v += lap_v
-            xp.clip(v, 0.0, 1.0, out=v)
-
-    def _step_fused(self) -> None:
-        """`substeps` launches of GRAY_SCOTT_SUBSTEP, alternating between the two buffer pairs.
-
-        After an even count the result is back in `_u`, `_v`; after an odd one it is in the other
-        pair and is copied back (two copies; no preset uses an odd count), so the arrays `fields`
-        returns never change identity, as base.Engine's in-place `step()` promises. Today's
-        callers (flow advection, keepsakes, `load_fields`, erode/perturb) re-read `fields` and
-        `world` after every step and would survive a swap, but a reference held across a step
-        would silently go stale, and after an even count the copy-back costs nothing.
-        """
-        du, dv = float(self.params["Du"]), float(self.params["Dv"])
-        weights = (0.2 * du, 0.05 * du, du, 0.2 * dv, 0.05 * dv, dv)
-        current, following = (self._u, self._v), (self._u_next, self._v_next)
-        for _ in range(self.substeps):
-            self._fused_substep(
-                self._u.size,
-                *following,
-                *current,
-                self._feed,
-                self._feed_kill,
-                self.height,
-                self.width,
-                *weights,
-            )
-            current, following = following, current
-        if current[0] is not self._u:
-            xp = self.backend.xp
-            xp.copyto(self._u, current[0])
-            xp.copyto(self._v, current[1])
+        params = self.params
+        fields = (self._u, self._v, self._feed, self._feed_kill)
+        self._substeps(*fields, float(params["Du"]), float(params["Dv"]), self.substeps)
 
     def seed(self, rng: np.random.Generator, kind: str, density: float) -> None:
         h, w = self.height, self.width
@@ -208,7 +129,7 @@ class GrayScottEngine(Engine):
             (cy, cx, rng.uniform(0.25, 0.5, (2 * half + 1, 2 * half + 1)))
             for cy, cx in cluster_centres(rng, self.height, self.width)
         ]
-        stamp_max(self.backend, self._v, stamps)
+        self._stamp_max(self._v, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         return (Breathing("F", 0.006, 0.033, 0.001),)
@@ -218,3 +139,96 @@ class GrayScottEngine(Engine):
             xp = self.backend.xp
             xp.multiply(self._feed_profile, float(values["F"]), out=self._feed)
             xp.add(self._feed, float(self.params["k"]), out=self._feed_kill)
+
+
+class GrayScottSubstepKernel:
+    """`substeps` launches of GRAY_SCOTT_SUBSTEP, alternating between U, V and a second pair.
+
+    After an even count the result is back in U, V; after an odd one it is in the other pair and
+    is copied back (two copies; no preset uses an odd count), so the arrays the engine's `fields`
+    returns never change identity, as base.Engine's in-place `step()` promises. Today's callers
+    (flow advection, keepsakes, `load_fields`, erode/perturb) re-read `fields` and `world` after
+    every step and would survive a swap, but a reference held across a step would silently go
+    stale, and after an even count the copy-back costs nothing.
+    """
+
+    def __init__(self, backend: Backend, height: int, width: int) -> None:
+        xp = backend.xp
+        self._xp, self._height, self._width = xp, height, width
+        self._launch = backend.fused_kernel(GRAY_SCOTT_SUBSTEP)
+        # the other half of the ping-pong pair
+        self._u_next = xp.empty((height, width), xp.float32)
+        self._v_next = xp.empty((height, width), xp.float32)
+
+    def __call__(
+        self, u: Any, v: Any, feed: Any, feed_kill: Any, du: float, dv: float, substeps: int
+    ) -> None:
+        """Advance U and V ((H, W) float32, device) by `substeps` in place; `feed` is F_mask and
+        `feed_kill` F_mask + k, both (H, W) float32."""
+        weights = (0.2 * du, 0.05 * du, du, 0.2 * dv, 0.05 * dv, dv)
+        current, following = (u, v), (self._u_next, self._v_next)
+        for _ in range(substeps):
+            self._launch(
+                u.size, *following, *current, feed, feed_kill, self._height, self._width, *weights
+            )
+            current, following = following, current
+        if current[0] is not u:
+            self._xp.copyto(u, current[0])
+            self._xp.copyto(v, current[1])
+
+
+class GrayScottSubstepPasses:
+    """The substeps as numpy passes, the stencil read from a padded copy (slices, not rolls)."""
+
+    def __init__(self, backend: Backend, height: int, width: int) -> None:
+        xp, shape = backend.xp, (height, width)
+        self._xp = xp
+        self._padded = xp.empty((height + 2, width + 2), xp.float32)
+        self._lap_u = xp.empty(shape, xp.float32)
+        self._lap_v = xp.empty(shape, xp.float32)
+        self._uvv = xp.empty(shape, xp.float32)
+        self._scratch = xp.empty(shape, xp.float32)
+
+    def _laplacian(self, field: Any, diffusion: float, out: Any) -> None:
+        """out = diffusion * lap(field), periodic 9-point stencil."""
+        padded = self._padded
+        padded[1:-1, 1:-1] = field
+        padded[0, 1:-1] = field[-1]
+        padded[-1, 1:-1] = field[0]
+        padded[:, 0] = padded[:, -2]
+        padded[:, -1] = padded[:, 1]
+        xp, scratch = self._xp, self._scratch
+        xp.add(padded[:-2, 1:-1], padded[2:, 1:-1], out=out)
+        out += padded[1:-1, :-2]
+        out += padded[1:-1, 2:]
+        out *= 0.2 * diffusion
+        xp.add(padded[:-2, :-2], padded[:-2, 2:], out=scratch)
+        scratch += padded[2:, :-2]
+        scratch += padded[2:, 2:]
+        scratch *= 0.05 * diffusion
+        out += scratch
+        xp.multiply(field, diffusion, out=scratch)
+        out -= scratch
+
+    def __call__(
+        self, u: Any, v: Any, feed: Any, feed_kill: Any, du: float, dv: float, substeps: int
+    ) -> None:
+        """As `GrayScottSubstepKernel.__call__`."""
+        xp, uvv, scratch = self._xp, self._uvv, self._scratch
+        lap_u, lap_v = self._lap_u, self._lap_v
+        for _ in range(substeps):
+            self._laplacian(u, du, lap_u)
+            self._laplacian(v, dv, lap_v)
+            xp.multiply(v, v, out=uvv)
+            uvv *= u
+            lap_u -= uvv
+            xp.multiply(feed, u, out=scratch)
+            lap_u -= scratch
+            lap_u += feed
+            u += lap_u
+            xp.clip(u, 0.0, 1.0, out=u)
+            lap_v += uvv
+            xp.multiply(feed_kill, v, out=scratch)
+            lap_v -= scratch
+            v += lap_v
+            xp.clip(v, 0.0, 1.0, out=v)

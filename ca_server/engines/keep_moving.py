@@ -11,9 +11,9 @@ full-size normal frames used round-robin, never from per-step randn. Gray-Scott 
 (its feed mask is its containment). MNCA also gets a subtractive rim beyond r = 0.7: its rule adds
 up to delta per ring per step at any density, which no multiplicative fade can hold, so the
 prototype's MNCA filled the whole frame; the rim keeps it to the ~50% disc the prototype meant.
-On numpy `apply` is a chain of in-place passes; where fused kernels exist (the GPU) it is one
-launch of `KEEP_MOVING_APPLY`, which reads the noise frames, the world from before the step and
-the static masks, and holds no scratch frames.
+On numpy `apply` is a chain of in-place passes (`KeepMovingPasses`); where fused kernels exist
+(the GPU) it is one launch of `KEEP_MOVING_APPLY` (`KeepMovingKernel`), which reads the noise
+frames, the world from before the step and the static masks, and holds no scratch frames.
 """
 
 from __future__ import annotations
@@ -129,12 +129,7 @@ class KeepMoving:
         self._stir_x = xp.asarray((dx * stir).astype(np.float32))
         self._stir_y = xp.asarray((dy * stir).astype(np.float32))
         self._previous = xp.empty((height, width), xp.float32)
-        self._fused_apply = backend.fused_kernel(KEEP_MOVING_APPLY)
-        if self._fused_apply is None:  # the numpy passes' scratch frames (10 bytes a pixel)
-            self._extra = xp.empty((height, width), xp.float32)
-            self._scratch = xp.empty((height, width), xp.float32)
-            self._mask = xp.empty((height, width), bool)
-            self._still = xp.empty((height, width), bool)
+        self._extras = backend.hot_pass(KeepMovingKernel, KeepMovingPasses)(backend, self)
 
     @property
     def wants_previous(self) -> bool:
@@ -149,60 +144,13 @@ class KeepMoving:
         """Apply the extras to `world` ((H, W) float32, C-contiguous, on device) in place.
 
         Keeps it in [0, 1]. One kernel launch where fused kernels exist, else the numpy passes.
+        The extras draw from the pool in the same order either way: the centre frame, then (4th
+        steps) the perturbation frame.
         """
         self._step += 1
         if not self.enabled:
             return
-        if self._fused_apply is not None:
-            self._apply_fused(world)
-            return
-        xp, extra, scratch = self.backend.xp, self._extra, self._scratch
-        xp.multiply(self.noise.take(), self._centre_noise_gain, out=extra)
-        xp.multiply(self._stir_x, math.cos(self.stir_phase), out=scratch)
-        extra += scratch
-        xp.multiply(self._stir_y, math.sin(self.stir_phase), out=scratch)
-        extra += scratch
-        self.stir_phase += STIR_RADIANS_PER_STEP
-        if self._step % PERTURB_EVERY_STEPS == 0:
-            xp.subtract(world, self._previous, out=scratch)
-            xp.abs(scratch, out=scratch)
-            xp.less(scratch, STILL_THRESHOLD, out=self._still)
-            xp.multiply(self.noise.take(), self.perturb_amplitude, out=scratch)
-            scratch *= self._still
-            extra += scratch
-        xp.greater(world, DENSITY_THRESHOLD, out=self._mask)
-        extra *= self._mask
-        world += extra
-        world *= self._containment
-        if self._rim is not None:
-            world -= self._rim
-        xp.clip(world, 0.0, 1.0, out=world)
-
-    def _apply_fused(self, world: Any) -> None:
-        # Same draws from the pool as the numpy passes: the centre frame, then (4th steps) the
-        # perturbation frame. take() returns a row of the pool's C-contiguous (6, H, W) array.
-        centre_noise = self.noise.take()
-        perturb = self._step % PERTURB_EVERY_STEPS == 0
-        perturb_noise = self.noise.take() if perturb else centre_noise
-        self._fused_apply(
-            world.size,
-            world,
-            centre_noise,
-            perturb_noise,
-            self._previous,
-            self._centre_noise_gain,
-            self._stir_x,
-            self._stir_y,
-            self._containment,
-            self._containment if self._rim is None else self._rim,
-            math.cos(self.stir_phase),
-            math.sin(self.stir_phase),
-            int(perturb),
-            self.perturb_amplitude,
-            STILL_THRESHOLD,
-            DENSITY_THRESHOLD,
-            int(self._rim is not None),
-        )
+        self._extras(world, self._step % PERTURB_EVERY_STEPS == 0)
         self.stir_phase += STIR_RADIANS_PER_STEP
 
     def contain(self, world: Any, times: int = 1) -> None:
@@ -213,3 +161,73 @@ class KeepMoving:
             if self._rim is not None:
                 world -= self._rim
                 self.backend.xp.clip(world, 0.0, 1.0, out=world)
+
+
+class KeepMovingKernel:
+    """The extras as one `KEEP_MOVING_APPLY` launch, reading the owner's masks; no scratch."""
+
+    def __init__(self, backend: Backend, owner: KeepMoving) -> None:
+        self._owner = owner
+        self._launch = backend.fused_kernel(KEEP_MOVING_APPLY)
+
+    def __call__(self, world: Any, perturb: bool) -> None:
+        """Apply the extras to `world` ((H, W) float32, C-contiguous, device) in place."""
+        owner = self._owner
+        # take() returns a row of the pool's C-contiguous (6, H, W) array.
+        centre_noise = owner.noise.take()
+        perturb_noise = owner.noise.take() if perturb else centre_noise
+        self._launch(
+            world.size,
+            world,
+            centre_noise,
+            perturb_noise,
+            owner._previous,
+            owner._centre_noise_gain,
+            owner._stir_x,
+            owner._stir_y,
+            owner._containment,
+            owner._containment if owner._rim is None else owner._rim,
+            math.cos(owner.stir_phase),
+            math.sin(owner.stir_phase),
+            int(perturb),
+            owner.perturb_amplitude,
+            STILL_THRESHOLD,
+            DENSITY_THRESHOLD,
+            int(owner._rim is not None),
+        )
+
+
+class KeepMovingPasses:
+    """The extras as in-place numpy passes, with their scratch frames (10 bytes a pixel)."""
+
+    def __init__(self, backend: Backend, owner: KeepMoving) -> None:
+        xp = backend.xp
+        self._xp, self._owner = xp, owner
+        shape = owner._previous.shape
+        self._extra = xp.empty(shape, xp.float32)
+        self._scratch = xp.empty(shape, xp.float32)
+        self._mask = xp.empty(shape, bool)
+        self._still = xp.empty(shape, bool)
+
+    def __call__(self, world: Any, perturb: bool) -> None:
+        """As `KeepMovingKernel.__call__`."""
+        xp, owner, extra, scratch = self._xp, self._owner, self._extra, self._scratch
+        xp.multiply(owner.noise.take(), owner._centre_noise_gain, out=extra)
+        xp.multiply(owner._stir_x, math.cos(owner.stir_phase), out=scratch)
+        extra += scratch
+        xp.multiply(owner._stir_y, math.sin(owner.stir_phase), out=scratch)
+        extra += scratch
+        if perturb:
+            xp.subtract(world, owner._previous, out=scratch)
+            xp.abs(scratch, out=scratch)
+            xp.less(scratch, STILL_THRESHOLD, out=self._still)
+            xp.multiply(owner.noise.take(), owner.perturb_amplitude, out=scratch)
+            scratch *= self._still
+            extra += scratch
+        xp.greater(world, DENSITY_THRESHOLD, out=self._mask)
+        extra *= self._mask
+        world += extra
+        world *= owner._containment
+        if owner._rim is not None:
+            world -= owner._rim
+        xp.clip(world, 0.0, 1.0, out=world)

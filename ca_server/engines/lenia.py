@@ -3,7 +3,7 @@
 Kernel K(r) = sum_i exp(-((r/R - peak_i)/width_i)^2 / 2) on r <= R, normalised; growth
 G(U) = 2 exp(-((U - mu)/sigma)^2 / 2) - 1; update A <- clip(A + G(K * A) / T, 0, 1). One rfft2 and
 one irfft2 per step; the growth, update and clip run in place on the potential's buffer on numpy
-and as one fused kernel (`LENIA_UPDATE`) on the GPU. R is
+(`LeniaUpdatePasses`) and as one fused kernel (`LENIA_UPDATE`, `LeniaUpdateKernel`) on the GPU. R is
 scaled from the 512 px base, so a preset looks the same at every resolution, but never below
 MIN_RADIUS_PX: the finest preset structures are about a third of R across (heartbeat's rings at
 R = 10), and at the prototype's floor of 5 px they shrink to 1-2 px and alias into a pixel-scale
@@ -26,7 +26,6 @@ from ca_server.engines.base import (
     gaussian_patch,
     noisy_envelope,
     ring_seed,
-    stamp_max,
 )
 from ca_server.engines.kernels import kernel_spectrum, lenia_kernel, torus_distance
 from ca_server.fused import KernelSource
@@ -73,7 +72,7 @@ class LeniaEngine(Engine):
         )
         self._kernel_hat = kernel_spectrum(backend, kernel)
         self._state = backend.xp.zeros((height, width), backend.xp.float32)
-        self._fused_update = backend.fused_kernel(LENIA_UPDATE)
+        self._update = backend.hot_pass(LeniaUpdateKernel, LeniaUpdatePasses)(backend)
         self.mu = float(self.params["mu"])
         self.sigma = float(self.params["sigma"])
         self.T = float(self.params["T"])
@@ -87,26 +86,7 @@ class LeniaEngine(Engine):
         spectrum = fft.rfft2(self._state, **kwargs)
         xp.multiply(spectrum, self._kernel_hat, out=spectrum)
         potential = fft.irfft2(spectrum, s=self._state.shape, overwrite_x=True, **kwargs)
-        if self._fused_update is not None:
-            self._fused_update(
-                self._state.size,
-                self._state,
-                potential,
-                self.mu,
-                -0.5 / (self.sigma * self.sigma),
-                2.0 / self.T,
-                1.0 / self.T,
-            )
-            return
-        # growth G(U)/T = (2/T) exp(-(U-mu)^2 / (2 sigma^2)) - 1/T, in place on the potential
-        xp.subtract(potential, self.mu, out=potential)
-        xp.multiply(potential, potential, out=potential)
-        xp.multiply(potential, -0.5 / (self.sigma * self.sigma), out=potential)
-        xp.exp(potential, out=potential)
-        xp.multiply(potential, 2.0 / self.T, out=potential)
-        xp.subtract(potential, 1.0 / self.T, out=potential)
-        xp.add(self._state, potential, out=self._state)
-        xp.clip(self._state, 0.0, 1.0, out=self._state)
+        self._update(self._state, potential, self.mu, self.sigma, self.T)
 
     def seed(self, rng: np.random.Generator, kind: str, density: float) -> None:
         h, w = self.height, self.width
@@ -128,7 +108,7 @@ class LeniaEngine(Engine):
         for cy, cx in cluster_centres(rng, self.height, self.width):
             radius = max(8.0, 12 * self.res_scale + rng.uniform(-2, 2))
             stamps.append((cy, cx, gaussian_patch(radius, 0.9)))
-        stamp_max(self.backend, self._state, stamps)
+        self._stamp_max(self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         # The prototype swung sigma by 15% and T by 25%: at 256 px over 10 minutes that drove
@@ -145,3 +125,35 @@ class LeniaEngine(Engine):
         self.mu = values.get("mu", self.mu)
         self.sigma = values.get("sigma", self.sigma)
         self.T = values.get("T", self.T)
+
+
+class LeniaUpdateKernel:
+    """The growth, update and clip as one `LENIA_UPDATE` launch."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._launch = backend.fused_kernel(LENIA_UPDATE)
+
+    def __call__(self, state: Any, potential: Any, mu: float, sigma: float, T: float) -> None:
+        """state = clip(state + G(potential)/T, 0, 1) in place; both (H, W) float32 on the
+        device, C-contiguous; `potential` is left as it was."""
+        self._launch(state.size, state, potential, mu, -0.5 / (sigma * sigma), 2.0 / T, 1.0 / T)
+
+
+class LeniaUpdatePasses:
+    """The growth, update and clip as numpy passes, in place on the potential's buffer."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._xp = backend.xp
+
+    def __call__(self, state: Any, potential: Any, mu: float, sigma: float, T: float) -> None:
+        """state = clip(state + G(potential)/T, 0, 1) in place; `potential` is overwritten."""
+        xp = self._xp
+        # growth G(U)/T = (2/T) exp(-(U-mu)^2 / (2 sigma^2)) - 1/T, in place on the potential
+        xp.subtract(potential, mu, out=potential)
+        xp.multiply(potential, potential, out=potential)
+        xp.multiply(potential, -0.5 / (sigma * sigma), out=potential)
+        xp.exp(potential, out=potential)
+        xp.multiply(potential, 2.0 / T, out=potential)
+        xp.subtract(potential, 1.0 / T, out=potential)
+        xp.add(state, potential, out=state)
+        xp.clip(state, 0.0, 1.0, out=state)

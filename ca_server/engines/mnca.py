@@ -11,8 +11,9 @@ two steps let such a region settle on the threshold instead. Ring radii scale fr
 but all of a preset's rings together, and never so far that the smallest outer radius drops below
 MIN_SMALLEST_RING_PX: the rule's pattern wavelength is ~1.3x its smallest disc's radius, and
 below ~6 px it falls to 2-4 px and aliases. One rfft2 plus one irfft2 per ring (one batched
-irfft2 over the ring stack on the GPU); on numpy the membership math runs in place on the average
-buffers, on the GPU it and the update are one fused kernel (`MNCA_UPDATE`) over all rings.
+irfft2 over the ring stack with the kernel); on numpy the membership math runs in place on the
+average buffers (`MNCAUpdatePasses`), on the GPU it and the update are one fused kernel
+(`MNCA_UPDATE`, `MNCAUpdateKernel`) over all rings.
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ from ca_server.engines.base import (
     gaussian_patch,
     noisy_envelope,
     ring_seed,
-    stamp_max,
 )
-from ca_server.engines.kernels import kernel_spectra, logistic_ring, torus_distance
+from ca_server.engines.kernels import (
+    irfft2_each,
+    irfft2_stacked,
+    kernel_spectra,
+    logistic_ring,
+    torus_distance,
+)
 from ca_server.fused import KernelSource
 from ca_server.xp import Backend
 
@@ -112,13 +118,8 @@ class MNCAEngine(Engine):
         self.edge = WINDOW_EDGE_PER_DELTA * float(self.params["delta"])
         self._state = xp.zeros((height, width), xp.float32)
         self._products = xp.empty(self._ring_hats.shape, xp.complex64)
-        self._fused_update = backend.fused_kernel(MNCA_UPDATE)
-        if self._fused_update is not None:
-            self._rule_arrays = self._upload_rules()
-        else:  # the numpy chain's buffers
-            self._membership = xp.empty((height, width), xp.float32)
-            self._window = xp.empty((height, width), xp.float32)
-            self._best = xp.empty((height, width), xp.float32)
+        update = backend.hot_pass(MNCAUpdateKernel, MNCAUpdatePasses)
+        self._update = update(backend, height, width, self.rules, self.edge)
         self.delta = float(self.params["delta"])
 
     @property
@@ -127,71 +128,9 @@ class MNCAEngine(Engine):
 
     def step(self) -> None:
         xp, fft, kwargs = self.backend.xp, self.backend.fft, self.backend.fft_kwargs()
-        shape = self._state.shape
         spectrum = fft.rfft2(self._state, **kwargs)
         xp.multiply(spectrum[None], self._ring_hats, out=self._products)
-        if self._fused_update is not None:  # one batched irfft2 (cuFFT) into (R, H, W)
-            averages = fft.irfft2(
-                self._products, s=shape, axes=(-2, -1), overwrite_x=True, **kwargs
-            )
-            self._fused_update(
-                self._state.size,
-                self._state,
-                averages,
-                *self._rule_arrays,
-                len(self.rings),
-                -1.0 / self.edge,
-                2.0 * float(self.delta),
-                float(self.delta) * len(self.rings),
-            )
-            return
-        # pocketfft is ~2x slower on a stacked irfft2 than on separate ones
-        averages = [
-            fft.irfft2(product, s=shape, overwrite_x=True, **kwargs) for product in self._products
-        ]
-        membership, window, best = self._membership, self._window, self._best
-        membership.fill(0.0)
-        for average, intervals in zip(averages, self.rules, strict=True):
-            if len(intervals) == 1:
-                membership += self._interval_window(average, *intervals[0], out=average)
-                continue
-            best.fill(0.0)
-            for centre, half_width in intervals:
-                xp.maximum(
-                    best, self._interval_window(average, centre, half_width, window), out=best
-                )
-            membership += best
-        # +delta per member ring, -delta per other ring
-        membership *= 2.0 * self.delta
-        membership -= self.delta * len(self.rings)
-        self._state += membership
-        xp.clip(self._state, 0.0, 1.0, out=self._state)
-
-    def _upload_rules(self) -> tuple[Any, Any, Any, Any]:
-        """The rules as `MNCA_UPDATE` reads them, on the device: (centres, offsets) float32 per
-        interval, (first, count) int32 per ring, offsets as `_interval_window` computes them."""
-        xp, inverse_edge = self.backend.xp, 1.0 / self.edge
-        intervals = [interval for ring in self.rules for interval in ring]
-        counts = [len(ring) for ring in self.rules]
-        firsts = np.cumsum([0, *counts[:-1]])
-        return (
-            xp.asarray(np.array([centre for centre, _ in intervals], np.float32)),
-            xp.asarray(np.array([half * inverse_edge + 0.5 for _, half in intervals], np.float32)),
-            xp.asarray(firsts.astype(np.int32)),
-            xp.asarray(np.array(counts, np.int32)),
-        )
-
-    def _interval_window(self, average: Any, centre: float, half_width: float, out: Any) -> Any:
-        """clip((half_width - |average - centre|) / edge + 1/2, 0, 1) into `out` (may be `average`).
-
-        1 well inside the interval, 0 well outside, linear across `edge` around each threshold.
-        """
-        xp, inverse_edge = self.backend.xp, 1.0 / self.edge
-        xp.subtract(average, centre, out=out)
-        xp.abs(out, out=out)
-        out *= -inverse_edge
-        out += half_width * inverse_edge + 0.5
-        return xp.clip(out, 0.0, 1.0, out=out)
+        self._update(self._state, self._products, self.delta)
 
     def seed(self, rng: np.random.Generator, kind: str, density: float) -> None:
         h, w = self.height, self.width
@@ -224,10 +163,114 @@ class MNCAEngine(Engine):
                 8.0 * min(1.0, 2 * self.res_scale), 12 * self.res_scale + rng.uniform(-2, 2)
             )
             stamps.append((cy, cx, gaussian_patch(radius, 0.9)))
-        stamp_max(self.backend, self._state, stamps)
+        self._stamp_max(self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         return (Breathing("delta", 0.3 * self.params["delta"], 1 / 60, 0.001),)
 
     def set_live(self, values: Mapping[str, float]) -> None:
         self.delta = values.get("delta", self.delta)
+
+
+class MNCAUpdateKernel:
+    """Every ring's average from one batched irfft2 (one cuFFT launch) into (R, H, W), then the
+    membership and update over all rings as one `MNCA_UPDATE` launch."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        height: int,
+        width: int,
+        rules: list[list[tuple[float, float]]],
+        edge: float,
+    ) -> None:
+        self._backend, self._shape, self._rings, self._edge = (
+            backend,
+            (height, width),
+            len(rules),
+            edge,
+        )
+        self._launch = backend.fused_kernel(MNCA_UPDATE)
+        self.rule_arrays = self._upload_rules(rules)
+
+    def _upload_rules(self, rules: list[list[tuple[float, float]]]) -> tuple[Any, Any, Any, Any]:
+        """The rules as `MNCA_UPDATE` reads them, on the device: (centres, offsets) float32 per
+        interval, (first, count) int32 per ring, offsets as `_interval_window` computes them."""
+        xp, inverse_edge = self._backend.xp, 1.0 / self._edge
+        intervals = [interval for ring in rules for interval in ring]
+        counts = [len(ring) for ring in rules]
+        firsts = np.cumsum([0, *counts[:-1]])
+        return (
+            xp.asarray(np.array([centre for centre, _ in intervals], np.float32)),
+            xp.asarray(np.array([half * inverse_edge + 0.5 for _, half in intervals], np.float32)),
+            xp.asarray(firsts.astype(np.int32)),
+            xp.asarray(np.array(counts, np.int32)),
+        )
+
+    def __call__(self, state: Any, products: Any, delta: float) -> None:
+        """Step `state` ((H, W) float32, device) in place from `products`, the state's spectrum
+        times each ring's ((R, H, W//2+1) complex64, overwritten)."""
+        averages = irfft2_stacked(self._backend, products, self._shape)
+        self._launch(
+            state.size,
+            state,
+            averages,
+            *self.rule_arrays,
+            self._rings,
+            -1.0 / self._edge,
+            2.0 * float(delta),
+            float(delta) * self._rings,
+        )
+
+
+class MNCAUpdatePasses:
+    """Each ring's average from its own irfft2, then the membership chain and update as numpy
+    passes in place on the averages and three frames of its own."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        height: int,
+        width: int,
+        rules: list[list[tuple[float, float]]],
+        edge: float,
+    ) -> None:
+        xp = backend.xp
+        self._backend, self._shape, self._rules, self._edge = backend, (height, width), rules, edge
+        self._membership = xp.empty((height, width), xp.float32)
+        self._window = xp.empty((height, width), xp.float32)
+        self._best = xp.empty((height, width), xp.float32)
+
+    def __call__(self, state: Any, products: Any, delta: float) -> None:
+        """As `MNCAUpdateKernel.__call__`."""
+        xp = self._backend.xp
+        averages = irfft2_each(self._backend, products, self._shape)
+        membership, window, best = self._membership, self._window, self._best
+        membership.fill(0.0)
+        for average, intervals in zip(averages, self._rules, strict=True):
+            if len(intervals) == 1:
+                membership += self._interval_window(average, *intervals[0], out=average)
+                continue
+            best.fill(0.0)
+            for centre, half_width in intervals:
+                xp.maximum(
+                    best, self._interval_window(average, centre, half_width, window), out=best
+                )
+            membership += best
+        # +delta per member ring, -delta per other ring
+        membership *= 2.0 * delta
+        membership -= delta * len(self._rules)
+        state += membership
+        xp.clip(state, 0.0, 1.0, out=state)
+
+    def _interval_window(self, average: Any, centre: float, half_width: float, out: Any) -> Any:
+        """clip((half_width - |average - centre|) / edge + 1/2, 0, 1) into `out` (may be `average`).
+
+        1 well inside the interval, 0 well outside, linear across `edge` around each threshold.
+        """
+        xp, inverse_edge = self._backend.xp, 1.0 / self._edge
+        xp.subtract(average, centre, out=out)
+        xp.abs(out, out=out)
+        out *= -inverse_edge
+        out += half_width * inverse_edge + 0.5
+        return xp.clip(out, 0.0, 1.0, out=out)

@@ -4,11 +4,11 @@ Inner disc M and annulus N (logistic edges), each a normalised average: m = M * 
 S(n, m) = s_n(n; b1, b2)(1 - s(m; 1/2, a_m)) + s_n(n; d1, d2) s(m; 1/2, a_m) with
 s(x; a, alpha) = 1/(1 + e^{-(x-a)/alpha}) and s_n(x; a, b) = s(x; a) (1 - s(x; b)). Both interval
 sigmoids share one exp: with e = exp((n - 1/2)/a_n), s_n = e/((e + c_a)(1 + c_b e)), five in-place
-passes each, which keeps the numpy transition to 27 passes; on the GPU the whole transition, from
-the clipped averages to the clipped new f, is one fused kernel (`SMOOTHLIFE_UPDATE`). One rfft2
-and two irfft2 per step (one batched irfft2 over the disc/annulus stack on the GPU, where it is one
-cuFFT launch; pocketfft is slower on a stack than on two separate transforms); radii scale from
-512 px.
+passes each, which keeps the numpy transition to 27 passes (`SmoothLifeUpdatePasses`); on the
+GPU the whole transition, from the clipped averages to the clipped new f, is one fused kernel
+(`SMOOTHLIFE_UPDATE`, `SmoothLifeUpdateKernel`). One rfft2 and two irfft2 per step (one batched
+irfft2 over the disc/annulus stack with the kernel, where it is one cuFFT launch; pocketfft is
+slower on a stack than on two separate transforms); radii scale from 512 px.
 """
 
 from __future__ import annotations
@@ -25,10 +25,16 @@ from ca_server.engines.base import (
     cluster_centres,
     disc_patch,
     ring_seed,
-    stamp_max,
     wrapped_distance2,
 )
-from ca_server.engines.kernels import kernel_spectra, logistic_disc, logistic_ring, torus_distance
+from ca_server.engines.kernels import (
+    irfft2_each,
+    irfft2_stacked,
+    kernel_spectra,
+    logistic_disc,
+    logistic_ring,
+    torus_distance,
+)
 from ca_server.fused import KernelSource
 from ca_server.xp import Backend
 
@@ -91,88 +97,19 @@ class SmoothLifeEngine(Engine):
         )
         self._state = xp.zeros((height, width), xp.float32)
         self._products = xp.empty(self._kernel_hats.shape, xp.complex64)
-        self._fused_update = backend.fused_kernel(SMOOTHLIFE_UPDATE)
-        if self._fused_update is None:  # the numpy transition's buffers
-            self._birth = xp.empty((height, width), xp.float32)
-            self._survive = xp.empty((height, width), xp.float32)
-            self._scratch = xp.empty((height, width), xp.float32)
+        update = backend.hot_pass(SmoothLifeUpdateKernel, SmoothLifeUpdatePasses)
+        self._update = update(backend, height, width, self.params)
         self.b1, self.b2 = float(self.params["b1"]), float(self.params["b2"])
 
     @property
     def world(self) -> Any:
         return self._state
 
-    def _interval(self, exp_n: Any, low: float, high: float, out: Any) -> Any:
-        """s_n(n; low, high) = e / ((e + c_low)(1 + c_high e)) from e = exp((n - 1/2)/alpha_n).
-
-        `out` gets the (H, W) float32 result. e is at most exp(1/(2 alpha_n)) (n is clipped to
-        [0, 1]), so the product stays finite for alpha_n >= 0.012; beyond that it overflows to
-        inf and the quotient is the correct limit 0.
-        """
-        xp, alpha = self.backend.xp, self.params["alpha_n"]
-        c_low, c_high = _interval_constants(low, high, alpha)
-        xp.add(exp_n, c_low, out=out)
-        xp.multiply(exp_n, c_high, out=self._scratch)
-        self._scratch += 1.0
-        out *= self._scratch
-        return xp.divide(exp_n, out, out=out)
-
     def step(self) -> None:
         xp, fft, kwargs = self.backend.xp, self.backend.fft, self.backend.fft_kwargs()
-        shape = self._state.shape
         spectrum = fft.rfft2(self._state, **kwargs)
         xp.multiply(spectrum[None], self._kernel_hats, out=self._products)
-        if self.backend.is_gpu:
-            inner, outer = fft.irfft2(self._products, s=shape, axes=(-2, -1), overwrite_x=True)
-        else:
-            inner, outer = (
-                fft.irfft2(product, s=shape, overwrite_x=True, **kwargs)
-                for product in self._products
-            )
-        if self._fused_update is not None:
-            self._step_fused(inner, outer)
-            return
-
-        # exp((n - 1/2)/alpha_n), clipped first so round-off cannot overflow it
-        xp.clip(outer, 0.0, 1.0, out=outer)
-        outer -= 0.5
-        outer *= 1.0 / self.params["alpha_n"]
-        xp.exp(outer, out=outer)
-        birth = self._interval(outer, self.b1, self.b2, self._birth)
-        survive = self._interval(outer, self.params["d1"], self.params["d2"], self._survive)
-        # mix = s(m; 1/2, alpha_m)
-        xp.clip(inner, 0.0, 1.0, out=inner)
-        inner -= 0.5
-        inner *= -1.0 / self.params["alpha_m"]
-        xp.exp(inner, out=inner)
-        inner += 1.0
-        xp.reciprocal(inner, out=inner)
-        # S = birth + mix (survive - birth); f += dt (2S - 1)
-        survive -= birth
-        survive *= inner
-        birth += survive
-        dt = self.params["dt"]
-        birth *= 2.0 * dt
-        birth -= dt
-        self._state += birth
-        xp.clip(self._state, 0.0, 1.0, out=self._state)
-
-    def _step_fused(self, inner: Any, outer: Any) -> None:
-        """The transition below in one launch; `inner`, `outer`: (H, W) float32, C-contiguous."""
-        params, dt = self.params, float(self.params["dt"])
-        alpha_n = params["alpha_n"]
-        self._fused_update(
-            self._state.size,
-            self._state,
-            inner,
-            outer,
-            1.0 / alpha_n,
-            -1.0 / params["alpha_m"],
-            *_interval_constants(self.b1, self.b2, alpha_n),
-            *_interval_constants(params["d1"], params["d2"], alpha_n),
-            2.0 * dt,
-            dt,
-        )
+        self._update(self._state, self._products, self.b1, self.b2)
 
     def seed(self, rng: np.random.Generator, kind: str, density: float) -> None:
         h, w = self.height, self.width
@@ -205,7 +142,7 @@ class SmoothLifeEngine(Engine):
         for cy, cx in cluster_centres(rng, self.height, self.width):
             radius = max(15 * s, 0.7 * self.outer_radius) + rng.uniform(-3, 3) * s
             stamps.append((cy, cx, disc_patch(rng, max(radius, 2.0), 0.75, 0.95)))
-        stamp_max(self.backend, self._state, stamps)
+        self._stamp_max(self._state, stamps)
 
     def breathing(self) -> tuple[Breathing, ...]:
         return (
@@ -221,3 +158,86 @@ class SmoothLifeEngine(Engine):
 def _interval_constants(low: float, high: float, alpha_n: float) -> tuple[float, float]:
     """(c_low, c_high) = (exp((low - 1/2)/alpha_n), exp((1/2 - high)/alpha_n)) of s_n."""
     return math.exp((low - 0.5) / alpha_n), math.exp((0.5 - high) / alpha_n)
+
+
+class SmoothLifeUpdateKernel:
+    """The disc and annulus averages from one batched irfft2 (one cuFFT launch), then the whole
+    transition as one `SMOOTHLIFE_UPDATE` launch."""
+
+    def __init__(self, backend: Backend, height: int, width: int, params: Mapping[str, Any]):
+        self._backend, self._shape, self._params = backend, (height, width), params
+        self._launch = backend.fused_kernel(SMOOTHLIFE_UPDATE)
+
+    def __call__(self, state: Any, products: Any, b1: float, b2: float) -> None:
+        """Step `state` ((H, W) float32, device) in place from `products`, the state's spectrum
+        times the disc's and the annulus's ((2, H, W//2+1) complex64, overwritten)."""
+        inner, outer = irfft2_stacked(self._backend, products, self._shape)
+        params, dt = self._params, float(self._params["dt"])
+        alpha_n = params["alpha_n"]
+        self._launch(
+            state.size,
+            state,
+            inner,
+            outer,
+            1.0 / alpha_n,
+            -1.0 / params["alpha_m"],
+            *_interval_constants(b1, b2, alpha_n),
+            *_interval_constants(params["d1"], params["d2"], alpha_n),
+            2.0 * dt,
+            dt,
+        )
+
+
+class SmoothLifeUpdatePasses:
+    """The averages from two separate irfft2 calls, then the transition as 27 numpy passes in
+    place on them and three frames of its own."""
+
+    def __init__(self, backend: Backend, height: int, width: int, params: Mapping[str, Any]):
+        xp = backend.xp
+        self._backend, self._shape, self._params = backend, (height, width), params
+        self._birth = xp.empty((height, width), xp.float32)
+        self._survive = xp.empty((height, width), xp.float32)
+        self._scratch = xp.empty((height, width), xp.float32)
+
+    def _interval(self, exp_n: Any, low: float, high: float, out: Any) -> Any:
+        """s_n(n; low, high) = e / ((e + c_low)(1 + c_high e)) from e = exp((n - 1/2)/alpha_n).
+
+        `out` gets the (H, W) float32 result. e is at most exp(1/(2 alpha_n)) (n is clipped to
+        [0, 1]), so the product stays finite for alpha_n >= 0.012; beyond that it overflows to
+        inf and the quotient is the correct limit 0.
+        """
+        xp, alpha = self._backend.xp, self._params["alpha_n"]
+        c_low, c_high = _interval_constants(low, high, alpha)
+        xp.add(exp_n, c_low, out=out)
+        xp.multiply(exp_n, c_high, out=self._scratch)
+        self._scratch += 1.0
+        out *= self._scratch
+        return xp.divide(exp_n, out, out=out)
+
+    def __call__(self, state: Any, products: Any, b1: float, b2: float) -> None:
+        """As `SmoothLifeUpdateKernel.__call__`."""
+        xp, params = self._backend.xp, self._params
+        inner, outer = irfft2_each(self._backend, products, self._shape)
+        # exp((n - 1/2)/alpha_n), clipped first so round-off cannot overflow it
+        xp.clip(outer, 0.0, 1.0, out=outer)
+        outer -= 0.5
+        outer *= 1.0 / params["alpha_n"]
+        xp.exp(outer, out=outer)
+        birth = self._interval(outer, b1, b2, self._birth)
+        survive = self._interval(outer, params["d1"], params["d2"], self._survive)
+        # mix = s(m; 1/2, alpha_m)
+        xp.clip(inner, 0.0, 1.0, out=inner)
+        inner -= 0.5
+        inner *= -1.0 / params["alpha_m"]
+        xp.exp(inner, out=inner)
+        inner += 1.0
+        xp.reciprocal(inner, out=inner)
+        # S = birth + mix (survive - birth); f += dt (2S - 1)
+        survive -= birth
+        survive *= inner
+        birth += survive
+        dt = params["dt"]
+        birth *= 2.0 * dt
+        birth -= dt
+        state += birth
+        xp.clip(state, 0.0, 1.0, out=state)

@@ -7,7 +7,8 @@ handful of full-frame passes; the glow takes the palette colour of the pixel it 
 around a creature is its own rim colour. Radii are fractions of the frame, so the look does
 not change with resolution. Where the backend has fused kernels, the downsample and threshold are
 one launch (`BLOOM_DOWNSAMPLE`) and the near/far mix, upsampling and add another
-(`BLOOM_UPSAMPLE_ADD`); only the two blurs run as library calls (`ndimage.correlate1d`, two each).
+(`BLOOM_UPSAMPLE_ADD`): `BloomResampleKernels`, chosen over `BloomResamplePasses` once, when the
+bloom is built; the two blurs are `GaussianBlur`'s.
 """
 
 from __future__ import annotations
@@ -105,16 +106,8 @@ class Bloom:
         self._near_sigma = max(0.6, NEAR_SIGMA_FRACTION * shorter_side / factor)
         self._far_sigma = max(1.0, FAR_SIGMA_FRACTION * shorter_side / factor)
         self._blur = GaussianBlur(backend, (small_h, small_w))
-        # None on numpy: the BoxDownsampler / BilinearUpsampler sequence below runs instead, with
-        # its scratch rows (≈ 2.2 MB at 1024²) made only there.
-        self._fused_downsample = backend.fused_kernel(BLOOM_DOWNSAMPLE)
-        self._fused_upsample_add = backend.fused_kernel(BLOOM_UPSAMPLE_ADD)
-        self._down: BoxDownsampler | None = None
-        if self._fused_downsample is None:
-            self._down = BoxDownsampler(backend, height, width, factor)
-        self._up: BilinearUpsampler | None = None
-        if self._fused_upsample_add is None:
-            self._up = BilinearUpsampler(backend, small_h, small_w, factor)
+        resample = backend.hot_pass(BloomResampleKernels, BloomResamplePasses)
+        self._resample = resample(backend, height, width, factor, self._small)
 
     def apply(self, light: Any, strength: float, threshold: float) -> Any:
         """`light += strength · glow(max(light − threshold, 0))`, in place; returns `light`.
@@ -127,33 +120,57 @@ class Bloom:
         if strength <= 0.0:
             return light
         small = self._small
-        self._downsample_above(light, float(threshold))
+        self._resample.downsample_above(light, float(threshold))
         self._blur(small, self._near_sigma, out=self._near)
         self._blur(small, self._far_sigma, out=self._far)
-        self._add_glow(light, float(strength))
+        self._resample.add_glow(light, self._near, self._far, float(strength))
         return light
 
-    def _downsample_above(self, light: Any, threshold: float) -> None:
-        """`small = max(box_mean(light) − threshold, 0)`."""
+
+class BloomResampleKernels:
+    """The downsample and threshold as one `BLOOM_DOWNSAMPLE` launch, the near/far mix,
+    upsample and add as one `BLOOM_UPSAMPLE_ADD` launch; no scratch."""
+
+    def __init__(self, backend: Backend, height: int, width: int, factor: int, small: Any):
+        self._factor, self._small = factor, small
+        self._downsample_launch = backend.fused_kernel(BLOOM_DOWNSAMPLE)
+        self._upsample_add_launch = backend.fused_kernel(BLOOM_UPSAMPLE_ADD)
+
+    def downsample_above(self, light: Any, threshold: float) -> None:
+        """`small = max(box_mean(light) − threshold, 0)`; `light` (H, W) float32, C-contiguous."""
         small, factor = self._small, self._factor
-        if self._fused_downsample is not None:
-            width = light.shape[1]
-            self._fused_downsample(
-                small.size, small, light, width, factor, 1.0 / (factor * factor), threshold
-            )
-            return
+        self._downsample_launch(
+            small.size, small, light, light.shape[1], factor, 1.0 / (factor * factor), threshold
+        )
+
+    def add_glow(self, light: Any, near: Any, far: Any, strength: float) -> None:
+        """`light += strength · upsample(NEAR_WEIGHT · near + FAR_WEIGHT · far)`; `near` and
+        `far` are the small grid's blurs (the passes overwrite them)."""
+        small_h, small_w = self._small.shape
+        grids = (near, far, light.shape[1], small_h, small_w, self._factor)
+        self._upsample_add_launch(light.size, light, *grids, NEAR_WEIGHT, FAR_WEIGHT, strength)
+
+
+class BloomResamplePasses:
+    """The same as numpy passes: `BoxDownsampler` and `BilinearUpsampler`, with their scratch
+    rows (≈ 2.2 MB at 1024²)."""
+
+    def __init__(self, backend: Backend, height: int, width: int, factor: int, small: Any):
+        self._xp, self._small = backend.xp, small
+        small_h, small_w = small.shape
+        self._down = BoxDownsampler(backend, height, width, factor)
+        self._up = BilinearUpsampler(backend, small_h, small_w, factor)
+
+    def downsample_above(self, light: Any, threshold: float) -> None:
+        """As `BloomResampleKernels.downsample_above`."""
+        small = self._small
         self._down(light, small)
         small -= threshold
         self._xp.maximum(small, 0.0, out=small)
 
-    def _add_glow(self, light: Any, strength: float) -> None:
-        """`light += strength · upsample(NEAR_WEIGHT · near + FAR_WEIGHT · far)`."""
-        if self._fused_upsample_add is not None:
-            small_h, small_w = self._small.shape
-            grids = (self._near, self._far, light.shape[1], small_h, small_w, self._factor)
-            self._fused_upsample_add(light.size, light, *grids, NEAR_WEIGHT, FAR_WEIGHT, strength)
-            return
-        self._near *= NEAR_WEIGHT
-        self._far *= FAR_WEIGHT
-        self._near += self._far
-        self._up(self._near, light, scale=strength, accumulate=True)
+    def add_glow(self, light: Any, near: Any, far: Any, strength: float) -> None:
+        """As `BloomResampleKernels.add_glow`."""
+        near *= NEAR_WEIGHT
+        far *= FAR_WEIGHT
+        near += far
+        self._up(near, light, scale=strength, accumulate=True)

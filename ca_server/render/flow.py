@@ -10,7 +10,8 @@ multiply-adds — about a tenth of `map_coordinates(order=1)` on the CPU and the
 `mode="grid-wrap"` (toroidal bilinear). Where fused kernels exist (the GPU) only the displacement
 −v goes to the device and `FLOW_ADVECT` does the whole step in one launch: it splits the
 displacement into floor and fraction itself and reads the four taps straight from the field with
-periodic indexing, so no pad copy, index array or taps are held.
+periodic indexing, so no pad copy, index array or taps are held. The two are `FlowGather` and
+`FlowAdvectKernel`, one of them chosen when the advector is built.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from ca_server.fused import KernelSource
-from ca_server.render.resample import gather
 from ca_server.xp import Backend
 
 FLOW_FIELD_NAMES: tuple[str, ...] = (
@@ -140,28 +140,9 @@ class FlowAdvector:
         self._xp = xp
         self.height, self.width = height, width
         self.pixels_per_step = float(pixels_per_step)
-        self._fused_advect = backend.fused_kernel(FLOW_ADVECT)
-        # Fused path: the displacement (2, H, W) and a scratch frame for in-place calls, both
-        # float32 on the device and allocated on the first active mix (an idle flow holds none).
-        self._displacement: Any = None
-        self._scratch: Any = None
-        if self._fused_advect is None:
-            self._allocate_gather_buffers()
+        self._trace = backend.hot_pass(FlowAdvectKernel, FlowGather)(backend, height, width)
         self.strengths: dict[str, float] = dict.fromkeys(FLOW_FIELD_NAMES, 0.0)
         self.active = False
-
-    def _allocate_gather_buffers(self) -> None:
-        xp, height, width = self._xp, self.height, self.width
-        shape = (height, width)
-        self._index = xp.empty(shape, dtype=xp.int64)
-        self._weight_y = xp.empty(shape, dtype=xp.float32)
-        self._weight_x = xp.empty(shape, dtype=xp.float32)
-        # Work in row bands whose taps and weights stay in the CPU's cache (≈ 2× faster at 1024²).
-        band_rows = max(1, min(height, CPU_BAND_PIXELS // width))
-        self._bands = [(top, min(top + band_rows, height)) for top in range(0, height, band_rows)]
-        self._taps = [xp.empty((band_rows, width), dtype=xp.float32) for _ in range(4)]
-        self._margin = 0
-        self._padded: Any = None
 
     def set_strengths(self, strengths: Mapping[str, float]) -> None:
         """Replace the mix: `strengths` maps names from FLOW_FIELD_NAMES to values in [-1, 1].
@@ -187,35 +168,16 @@ class FlowAdvector:
             self._prepare_trace(used)
 
     def _prepare_trace(self, used: list[tuple[int, float]]) -> None:
-        xp = self._xp
         height, width = self.height, self.width
         # Backward trace: the value arriving at p comes from p − v, i.e. displacement −v.
         fields = build_flow_fields(height, width)
         displacement = np.zeros((2, height, width), dtype=np.float32)
         for k, strength in used:
             displacement -= (self.pixels_per_step * strength) * fields[k]
-        # Floor and fraction of the small displacement itself (not of y − v), which keeps the
-        # weights exact to float32 even at large coordinates.
-        whole = np.floor(displacement)
-        margin = int(np.abs(whole).max()) + 1
+        margin = int(np.abs(np.floor(displacement)).max()) + 1
         if margin > min(height, width):
             raise ValueError("flow displacement exceeds the frame size; lower pixels_per_step")
-        if self._fused_advect is not None:
-            self._displacement = xp.asarray(displacement)
-            if self._scratch is None:
-                self._scratch = xp.empty((height, width), dtype=xp.float32)
-            return
-        displacement, whole = xp.asarray(displacement), xp.asarray(whole)
-        xp.subtract(displacement[0], whole[0], out=self._weight_y)
-        xp.subtract(displacement[1], whole[1], out=self._weight_x)
-        whole_int = whole.astype(xp.int64)
-        if margin != self._margin:
-            self._margin = margin
-            self._padded = xp.empty((height + 2 * margin, width + 2 * margin), dtype=xp.float32)
-        padded_width = width + 2 * margin
-        rows = xp.arange(height, dtype=xp.int64)[:, None] + margin
-        cols = xp.arange(width, dtype=xp.int64)[None, :] + margin
-        xp.copyto(self._index, (rows + whole_int[0]) * padded_width + cols + whole_int[1])
+        self._trace.prepare(displacement)
 
     def advect(self, field: Any, out: Any = None) -> Any:
         """One advection step of `field` ((H, W) float32, device) -> (H, W) float32 on the device.
@@ -234,8 +196,84 @@ class FlowAdvector:
         if not self.active:
             xp.copyto(out, field)
             return out
-        if self._fused_advect is not None:
-            return self._advect_fused(field, out)
+        return self._trace.advect(field, out)
+
+
+class FlowAdvectKernel:
+    """Advection as one `FLOW_ADVECT` launch from the displacement alone: 12 bytes a pixel
+    (displacement and a scratch frame), allocated on the first active mix."""
+
+    def __init__(self, backend: Backend, height: int, width: int) -> None:
+        self._xp, self._height, self._width = backend.xp, height, width
+        self._launch = backend.fused_kernel(FLOW_ADVECT)
+        # (2, H, W) and (H, W) float32 on the device; an idle flow holds neither.
+        self._displacement: Any = None
+        self._scratch: Any = None
+
+    def prepare(self, displacement: np.ndarray) -> None:
+        """Take the backward-trace displacement −v: (2, H, W) float32 on the host, in px."""
+        xp = self._xp
+        self._displacement = xp.asarray(displacement)
+        if self._scratch is None:
+            self._scratch = xp.empty((self._height, self._width), dtype=xp.float32)
+
+    def advect(self, field: Any, out: Any) -> Any:
+        """One step of `field` into `out` ((H, W) float32, device; `out` may be `field`)."""
+        xp = self._xp
+        if field.dtype != xp.float32 or not field.flags.c_contiguous:
+            field = xp.ascontiguousarray(field, dtype=xp.float32)
+        # The kernel gathers neighbours, so it cannot write over its input. In place (the
+        # organism's only call) it writes the scratch frame and copyto brings it back: for
+        # contiguous same-dtype arrays CuPy's copyto is a device-to-device memcpy, cheaper to
+        # issue than a kernel, and the alternatives (swapping buffers) would have to reach into
+        # the engine that owns `field`.
+        direct = out.flags.c_contiguous and not xp.may_share_memory(out, field)
+        target = out if direct else self._scratch
+        self._launch(field.size, target, field, self._displacement, self._height, self._width)
+        if not direct:
+            xp.copyto(out, target)
+        return out
+
+
+class FlowGather:
+    """Advection as numpy passes: a wrap-padded copy, four gathers with one flat index array and
+    the bilinear blend, in row bands that stay in the CPU's cache (≈ 2× faster at 1024²)."""
+
+    def __init__(self, backend: Backend, height: int, width: int) -> None:
+        xp = backend.xp
+        self._backend, self._xp, self._height, self._width = backend, xp, height, width
+        shape = (height, width)
+        self._index = xp.empty(shape, dtype=xp.int64)
+        self._weight_y = xp.empty(shape, dtype=xp.float32)
+        self._weight_x = xp.empty(shape, dtype=xp.float32)
+        band_rows = max(1, min(height, CPU_BAND_PIXELS // width))
+        self._bands = [(top, min(top + band_rows, height)) for top in range(0, height, band_rows)]
+        self._taps = [xp.empty((band_rows, width), dtype=xp.float32) for _ in range(4)]
+        self._margin = 0
+        self._padded: Any = None
+
+    def prepare(self, displacement: np.ndarray) -> None:
+        """As `FlowAdvectKernel.prepare`: the flat source indices and the bilinear weights."""
+        xp, height, width = self._xp, self._height, self._width
+        # Floor and fraction of the small displacement itself (not of y − v), which keeps the
+        # weights exact to float32 even at large coordinates.
+        whole = np.floor(displacement)
+        margin = int(np.abs(whole).max()) + 1
+        displacement, whole = xp.asarray(displacement), xp.asarray(whole)
+        xp.subtract(displacement[0], whole[0], out=self._weight_y)
+        xp.subtract(displacement[1], whole[1], out=self._weight_x)
+        whole_int = whole.astype(xp.int64)
+        if margin != self._margin:
+            self._margin = margin
+            self._padded = xp.empty((height + 2 * margin, width + 2 * margin), dtype=xp.float32)
+        padded_width = width + 2 * margin
+        rows = xp.arange(height, dtype=xp.int64)[:, None] + margin
+        cols = xp.arange(width, dtype=xp.int64)[None, :] + margin
+        xp.copyto(self._index, (rows + whole_int[0]) * padded_width + cols + whole_int[1])
+
+    def advect(self, field: Any, out: Any) -> Any:
+        """As `FlowAdvectKernel.advect`."""
+        xp = self._xp
         self._fill_padded(field)
         flat = self._padded.reshape(-1)
         padded_width = self._padded.shape[1]
@@ -246,7 +284,7 @@ class FlowAdvector:
             weight_x, weight_y = self._weight_x[top:bottom], self._weight_y[top:bottom]
             taps = [tap[:rows] for tap in self._taps]
             for source, tap in zip(sources, taps, strict=True):
-                gather(self._backend, source, index, out=tap)
+                self._backend.gather(source, index, out=tap)
             top_left, top_right, bottom_left, bottom_right = taps
             top_right -= top_left
             top_right *= weight_x
@@ -259,24 +297,8 @@ class FlowAdvector:
             xp.add(top_left, bottom_left, out=out[top:bottom])
         return out
 
-    def _advect_fused(self, field: Any, out: Any) -> Any:
-        xp = self._xp
-        if field.dtype != xp.float32 or not field.flags.c_contiguous:
-            field = xp.ascontiguousarray(field, dtype=xp.float32)
-        # The kernel gathers neighbours, so it cannot write over its input. In place (the
-        # organism's only call) it writes the scratch frame and copyto brings it back: for
-        # contiguous same-dtype arrays CuPy's copyto is a device-to-device memcpy, cheaper to
-        # issue than a kernel, and the alternatives (swapping buffers) would have to reach into
-        # the engine that owns `field`.
-        direct = out.flags.c_contiguous and not xp.may_share_memory(out, field)
-        target = out if direct else self._scratch
-        self._fused_advect(field.size, target, field, self._displacement, self.height, self.width)
-        if not direct:
-            xp.copyto(out, target)
-        return out
-
     def _fill_padded(self, field: Any) -> None:
-        margin, height, width = self._margin, self.height, self.width
+        margin, height, width = self._margin, self._height, self._width
         padded = self._padded
         padded[margin : margin + height, margin : margin + width] = field
         body = padded[margin : margin + height]

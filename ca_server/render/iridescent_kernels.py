@@ -10,7 +10,22 @@ are (H, W) float32 on the device unless a kernel says otherwise.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from ca_server.fused import KernelSource
+from ca_server.render.palettes import (
+    COORD_BINS,
+    EXPOSURE,
+    VALUE_BINS,
+    VALUE_SQRT_SCALE,
+    hue_rotation_matrix,
+    palette_by_name,
+    palette_colours,
+)
+from ca_server.render.settings import RenderSettings
+from ca_server.xp import Backend
 
 # Step 1: display = clip((world − floor)·gain, 0, 1), then with `ema_mode` 1 (first smoothed
 # frame) ema = display, with 2 ema += (display − ema)·keep and display = ema. fminf/fmaxf clip
@@ -116,3 +131,75 @@ extern "C" __global__ void render_colour_table(
 }
 """,
 )
+
+
+class IridescentKernels:
+    """The display, shade and colour stages as one launch each, and the colour table built on
+    the device (so a hue or brightness drag uploads nothing). The shading kernel wraps its
+    neighbour indices: no padding, no per-pixel scratch."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        height: int,
+        width: int,
+        coord_offset: Any,
+        light_dither: Any,
+        band_pixels: int,
+    ) -> None:
+        xp = backend.xp
+        self._xp, self._height, self._width = xp, height, width
+        self._coord_offset, self._light_dither = coord_offset, light_dither
+        self._display_launch = backend.fused_kernel(RENDER_DISPLAY)
+        self._shade_launch = backend.fused_kernel(RENDER_SHADE)
+        self._colour_launch = backend.fused_kernel(RENDER_COLOUR)
+        self._table_launch = backend.fused_kernel(RENDER_COLOUR_TABLE)
+        self.coord = xp.empty((height, width), dtype=xp.float32)
+        self.light = xp.empty((height, width), dtype=xp.float32)
+        self.display = xp.zeros((height, width), dtype=xp.float32)
+        self._ema: Any = None
+        self.ema_primed = False
+        self._lut: Any = None
+        # Palette name -> palette_colours() on the device, for the table build.
+        self._palette_colours: dict[str, Any] = {}
+
+    def load_display(self, world: Any, settings: RenderSettings) -> None:
+        """RENDER_DISPLAY: display = clip((world − floor)·gain, 0, 1), through the EMA."""
+        xp = self._xp
+        if world.dtype != xp.float32 or not world.flags.c_contiguous:
+            world = xp.ascontiguousarray(world, dtype=xp.float32)
+        smoothing = settings.smoothing
+        ema_mode = 0 if smoothing <= 0.0 else 2 if self.ema_primed else 1
+        if ema_mode and self._ema is None:
+            self._ema = xp.empty((self._height, self._width), dtype=xp.float32)
+        self.ema_primed = ema_mode != 0
+        ema = self.display if self._ema is None else self._ema  # mode 0 never touches it
+        density_map = (settings.floor, settings.gain, ema_mode, 1.0 - smoothing)
+        self._display_launch(world.size, self.display, ema, world, *density_map)
+
+    def shade(self, film: float, iridescence: float, relief: float, ambient: float, rim: float):
+        """RENDER_SHADE: film coordinate and light (before bloom); gains as IridescentPasses'."""
+        fields = (self.coord, self.light, self.display, self._coord_offset)
+        gains = (film, iridescence, relief, ambient, rim)
+        self._shade_launch(self.display.size, *fields, self._height, self._width, *gains)
+
+    def colour(self, lut: Any, out: Any) -> None:
+        """RENDER_COLOUR: quantise and gather from `lut` into `out`, (H, W, 3) uint8."""
+        limits = (COORD_BINS - 1.0, (VALUE_BINS - 2.0) ** 2, float(COORD_BINS), lut.shape[0] - 1.0)
+        fields = (self.coord, self.light, self._light_dither, lut)
+        self._colour_launch(self.display.size, out, *fields, *limits)
+
+    def colour_table(self, palette: str, hue: float, brightness: float) -> Any:
+        """RENDER_COLOUR_TABLE into the one table buffer: (VALUE_BINS · COORD_BINS, 3) uint8."""
+        xp = self._xp
+        if self._lut is None:
+            self._lut = xp.empty((VALUE_BINS * COORD_BINS, 3), dtype=xp.uint8)
+        colours = self._palette_colours.get(palette)
+        if colours is None:
+            colours = xp.asarray(palette_colours(palette_by_name(palette)).astype(np.float32))
+            self._palette_colours[palette] = colours
+        rotation = hue_rotation_matrix(hue).ravel().tolist()
+        cells = VALUE_BINS * COORD_BINS
+        scales = (EXPOSURE * brightness, VALUE_SQRT_SCALE, COORD_BINS)
+        self._table_launch(cells, self._lut, colours, *rotation, *scales)
+        return self._lut

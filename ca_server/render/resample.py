@@ -1,7 +1,7 @@
 """Cheap resampling primitives shared by bloom, strand thickening and flow advection.
 
 Everything here works on a `Backend`'s array module (numpy or CuPy) with buffers preallocated at
-construction, so a frame allocates nothing full-size: an index gather (`gather`), a box-mean
+construction, so a frame allocates nothing full-size: a box-mean
 downsampler, a separable, pixel-centre-aligned bilinear upsampler with toroidal wrap, and a
 Gaussian blur with wrap whose weights stay on the device (`GaussianBlur`). The upsampler is what
 keeps bloom smooth — no nearest-neighbour blocks — at a few full-frame passes.
@@ -20,17 +20,6 @@ from ca_server.xp import Backend
 
 # scipy's and CuPy's gaussian_filter default: the weights end at 4 sigma.
 GAUSSIAN_TRUNCATE = 4.0
-
-
-def gather(backend: Backend, source: Any, indices: Any, out: Any, axis: int | None = None) -> Any:
-    """`out[...] = source.take(indices, axis)` on the backend's device; returns `out`.
-
-    Indices out of range never fault: numpy clips them (`mode="clip"`: as fast as "wrap", and
-    unlike "wrap" it cannot spin on a huge negative index such as a cast NaN), CuPy wraps them.
-    """
-    if backend.is_gpu:
-        return backend.xp.take(source, indices, axis=axis, out=out)
-    return backend.xp.take(source, indices, axis=axis, out=out, mode="clip")
 
 
 def pick_factor(height: int, width: int, target_cells: int, factors=(8, 4, 2)) -> int:
@@ -186,6 +175,7 @@ class GaussianBlur:
 
     def __init__(self, backend: Backend, shape: tuple[int, int]) -> None:
         self._backend = backend
+        self._weights_dtype = np.float32 if backend.is_gpu else np.float64
         self._between_axes = backend.xp.empty(shape, dtype=backend.xp.float32)
         self._weights: dict[float, Any] = {}  # sigma -> (2r + 1,) weights on the device
 
@@ -202,10 +192,18 @@ class GaussianBlur:
         ndimage.correlate1d(self._between_axes, weights, axis=1, output=out, mode="wrap")
         return out
 
+    def build_variant(self, radius: int, image: Any, out: Any) -> None:
+        """Run the two passes once with weights of `radius` (zeros), so that CuPy builds its
+        correlate1d kernels for that weight length now rather than in a frame; `image` and `out`
+        as in `__call__` (`out` is overwritten)."""
+        weights = self._backend.xp.zeros(2 * radius + 1, dtype=self._weights_dtype)
+        ndimage = self._backend.ndimage
+        ndimage.correlate1d(image, weights, axis=0, output=self._between_axes, mode="wrap")
+        ndimage.correlate1d(self._between_axes, weights, axis=1, output=out, mode="wrap")
+
     def _device_weights(self, sigma: float) -> Any:
         radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
         offsets = np.arange(-radius, radius + 1)
         weights = np.exp(-0.5 / (sigma * sigma) * offsets**2)
         weights = weights / weights.sum()
-        dtype = np.float32 if self._backend.is_gpu else np.float64
-        return self._backend.xp.asarray(weights.astype(dtype))
+        return self._backend.xp.asarray(weights.astype(self._weights_dtype))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ca_server.engines import ENGINE_CLASSES, create_engine
-from ca_server.engines.base import stamp_max, wrapped_distance2
+from ca_server.engines.base import StampMaxKernel, StampMaxPasses, wrapped_distance2
 from ca_server.engines.kernels import lenia_kernel, logistic_disc, logistic_ring, torus_distance
 from ca_server.presets import load_preset
 from ca_server.xp import numpy_backend
@@ -203,16 +203,17 @@ def geometry_backends():
 @pytest.mark.parametrize("make_backend", geometry_backends())
 def test_stamp_max_centres_the_patch_and_wraps_at_the_edges(make_backend):
     backend = make_backend()
+    stamp_max = backend.hot_pass(StampMaxKernel, StampMaxPasses)(backend)
     patch = np.arange(1, 10, dtype=np.float32).reshape(3, 3)  # values 1..9, no two alike
     field = backend.xp.zeros((8, 10), np.float32)
     corner = np.arange(20, 40, dtype=np.float32).reshape(4, 5)  # another shape, after it
     # Centred inside: rows 3..5, columns 4..6. Centred on a corner: wraps on both axes.
-    stamp_max(backend, field, [(4.0, 5.0, patch), (0.0, 9.0, corner)])
+    stamp_max(field, [(4.0, 5.0, patch), (0.0, 9.0, corner)])
     expected = np.zeros((8, 10), np.float32)
     expected[3:6, 4:7] = patch
     expected[np.ix_([6, 7, 0, 1], [7, 8, 9, 0, 1])] = corner
     np.testing.assert_array_equal(backend.to_host(field), expected)
-    stamp_max(backend, field, [(4.0, 5.0, patch[::-1].copy())])  # a maximum, not a replacement
+    stamp_max(field, [(4.0, 5.0, patch[::-1].copy())])  # a maximum, not a replacement
     np.testing.assert_array_equal(backend.to_host(field)[3:6, 4:7], np.maximum(patch, patch[::-1]))
 
 

@@ -161,7 +161,7 @@ def test_mnca_kernel_at_the_thresholds_with_several_intervals():
     delta = 0.037  # a breathing value: the ramps' width stays 2 x the preset's delta
     expected = mnca_reference(state, averages, rules, delta, edge)
     launch = host_fused_backend().fused_kernel(MNCA_UPDATE)
-    centres, offsets, first, count = (np.asarray(array) for array in engine._rule_arrays)
+    centres, offsets, first, count = (np.asarray(array) for array in engine._update.rule_arrays)
     launch(state.size, state, averages, centres, offsets, first, count, 3, -1.0 / edge,
            2.0 * delta, 3 * delta)  # fmt: skip
     np.testing.assert_allclose(state, expected, atol=1e-6)

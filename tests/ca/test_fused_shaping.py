@@ -96,7 +96,7 @@ def test_fused_flow_holds_only_displacement_and_scratch():
 
 def array_bytes(flow: FlowAdvector) -> int:
     """Bytes of the arrays `flow` keeps."""
-    held = list(vars(flow).values())
+    held = list(vars(flow).values()) + list(vars(flow._trace).values())
     held += [item for value in held if isinstance(value, list) for item in value]
     return sum(value.nbytes for value in held if isinstance(value, np.ndarray))
 

@@ -279,7 +279,7 @@ def test_row_bands_do_not_change_the_picture(backend, monkeypatch):
     whole = IridescentRenderer(backend, SIZE, SIZE, settings=settings)
     monkeypatch.setattr(iridescent, "CPU_BAND_PIXELS", 5 * SIZE)  # 5-row bands, one ragged
     banded = IridescentRenderer(backend, SIZE, SIZE, settings=settings)
-    assert len(whole._bands) == 1 and len(banded._bands) > 20
+    assert len(whole._stages.bands) == 1 and len(banded._stages.bands) > 20
     for seed in range(2):
         np.testing.assert_array_equal(
             banded.render(rings_world(seed=seed)), whole.render(rings_world(seed=seed))
