@@ -51,9 +51,10 @@ extern "C" __global__ void bloom_downsample(
 """,
 )
 
-# light += strength * upsample(near_weight * near + far_weight * far): one thread per full-size
-# pixel, mixing the four small cells it reads (cheaper than a launch for the mix) and blending
-# columns first, then rows, as BilinearUpsampler does.
+# light += strength * upsample(near_weight * near + far_weight * far) * gate, with gate =
+# min(density * gate_scale, 1) (1 when gate_scale is 0): one thread per full-size pixel, mixing
+# the four small cells it reads (cheaper than a launch for the mix) and blending columns first,
+# then rows, as BilinearUpsampler does.
 BLOOM_UPSAMPLE_ADD = KernelSource(
     "bloom_upsample_add",
     BILINEAR_TAP_CUDA
@@ -67,8 +68,9 @@ __device__ __forceinline__ float bloom_glow(
 
 extern "C" __global__ void bloom_upsample_add(
     float* __restrict__ light, const float* __restrict__ near, const float* __restrict__ far,
-    const int width, const int small_height, const int small_width, const int factor,
-    const float near_weight, const float far_weight, const float strength, const long long n) {
+    const float* __restrict__ density, const int width, const int small_height,
+    const int small_width, const int factor, const float near_weight, const float far_weight,
+    const float strength, const float gate_scale, const long long n) {
     CA_FOR_EACH(i, n) {
         int top, bottom, left, right;
         float down, across;
@@ -82,7 +84,8 @@ extern "C" __global__ void bloom_upsample_add(
             bloom_glow(near, far, bottom, left, small_width, near_weight, far_weight) *
                 (1.0f - across) +
             bloom_glow(near, far, bottom, right, small_width, near_weight, far_weight) * across;
-        light[i] += upper * ((1.0f - down) * strength) + lower * (down * strength);
+        const float glow = upper * ((1.0f - down) * strength) + lower * (down * strength);
+        light[i] += gate_scale > 0.0f ? glow * fminf(density[i] * gate_scale, 1.0f) : glow;
     }
 }
 """,
@@ -113,16 +116,28 @@ class Bloom:
         if self._fused_downsample is None:
             self._down = BoxDownsampler(backend, height, width, factor)
         self._up: BilinearUpsampler | None = None
+        self._glow: Any = None
+        self._gate: Any = None
         if self._fused_upsample_add is None:
             self._up = BilinearUpsampler(backend, small_h, small_w, factor)
 
-    def apply(self, light: Any, strength: float, threshold: float) -> Any:
-        """`light += strength · glow(max(light − threshold, 0))`, in place; returns `light`.
+    def apply(
+        self,
+        light: Any,
+        strength: float,
+        threshold: float,
+        density: Any = None,
+        full_glow_density: float = 0.0,
+    ) -> Any:
+        """`light += strength · glow(max(light − threshold, 0)) · gate`, in place; returns `light`.
 
         `light` is (H, W) float32 on the device (C-contiguous where the backend has fused
         kernels), in any unit (`threshold` in the same unit). Light below the threshold does not
-        glow, so dim tissue does not fog the background. A strength of 0 leaves `light`
-        untouched and costs nothing.
+        glow. With `density` ((H, W) float32 in [0, 1], same device) and `full_glow_density` > 0,
+        gate = min(density / full_glow_density, 1): the glow lights matter, down to faint tissue,
+        but never empty space, so a frame full of bright creatures keeps a black background
+        instead of a coloured haze (issue 25). Without them gate = 1. A strength of 0 leaves
+        `light` untouched and costs nothing.
         """
         if strength <= 0.0:
             return light
@@ -130,7 +145,10 @@ class Bloom:
         self._downsample_above(light, float(threshold))
         self._blur(small, self._near_sigma, out=self._near)
         self._blur(small, self._far_sigma, out=self._far)
-        self._add_glow(light, float(strength))
+        gate_scale = (
+            1.0 / full_glow_density if density is not None and full_glow_density > 0 else 0.0
+        )
+        self._add_glow(light, float(strength), density, gate_scale)
         return light
 
     def _downsample_above(self, light: Any, threshold: float) -> None:
@@ -146,14 +164,28 @@ class Bloom:
         small -= threshold
         self._xp.maximum(small, 0.0, out=small)
 
-    def _add_glow(self, light: Any, strength: float) -> None:
-        """`light += strength · upsample(NEAR_WEIGHT · near + FAR_WEIGHT · far)`."""
+    def _add_glow(self, light: Any, strength: float, density: Any, gate_scale: float) -> None:
+        """`light += strength · upsample(NEAR_WEIGHT · near + FAR_WEIGHT · far) · gate`."""
         if self._fused_upsample_add is not None:
             small_h, small_w = self._small.shape
-            grids = (self._near, self._far, light.shape[1], small_h, small_w, self._factor)
-            self._fused_upsample_add(light.size, light, *grids, NEAR_WEIGHT, FAR_WEIGHT, strength)
+            grids = (self._near, self._far, light if density is None else density)
+            grids += (light.shape[1], small_h, small_w, self._factor)
+            weights = (NEAR_WEIGHT, FAR_WEIGHT, strength, gate_scale)
+            self._fused_upsample_add(light.size, light, *grids, *weights)
             return
+        xp = self._xp
         self._near *= NEAR_WEIGHT
         self._far *= FAR_WEIGHT
         self._near += self._far
-        self._up(self._near, light, scale=strength, accumulate=True)
+        if gate_scale <= 0.0:
+            self._up(self._near, light, scale=strength, accumulate=True)
+            return
+        if self._glow is None:  # full-size scratch, made once and only when gating
+            self._glow = xp.empty_like(light)
+            self._gate = xp.empty_like(light)
+        glow, gate = self._glow, self._gate
+        self._up(self._near, glow, scale=strength)
+        xp.multiply(density, gate_scale, out=gate)
+        xp.minimum(gate, 1.0, out=gate)
+        glow *= gate
+        light += glow

@@ -6,7 +6,8 @@ Per frame, all on the backend's device with preallocated buffers:
 2. two diagonal central differences (periodic) give a raking-light term (light from the top left)
    and an edge strength;
 3. film coordinate t = film·density − iridescence·edge + a static, seeded spatial offset — so the
-   hue follows thickness contours like interference fringes and shifts on slopes;
+   hue follows thickness contours like interference fringes and shifts on slopes — blurred to a
+   few pixels (`FilmSmoother`, render/film_smoothing.py) so colour never fizzes at pixel scale;
 4. light value = density·(ambient + relief·slope) + rim glow on edges, plus bloom;
 5. one gather from a (value × t) colour table that bakes palette, hue rotation, brightness and a
    tanh tonemap (rebuilt only when those change; on the host for numpy, on the device where
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ca_server.render.bloom import Bloom
+from ca_server.render.film_smoothing import FilmSmoother
 from ca_server.render.iridescent_kernels import (
     RENDER_COLOUR,
     RENDER_COLOUR_TABLE,
@@ -65,6 +67,9 @@ CPU_BAND_PIXELS = 32768
 LIGHT_UNIT = VALUE_SQRT_SCALE**2
 # Light (in palette value units) below this does not glow.
 BLOOM_THRESHOLD = 0.25
+# The glow lands only on matter: at full strength from this display density up, fading to none
+# on empty pixels, so backgrounds stay black (issue 25: a full frame's glow was a coloured haze).
+FULL_GLOW_DENSITY = 0.1
 
 
 def film_offset_field(height: int, width: int, seed: int) -> np.ndarray:
@@ -147,6 +152,7 @@ class IridescentRenderer:
         self._ema_primed = False
         self._thickener: StrandThickener | None = None
         self._bloom = Bloom(backend, height, width)
+        self._film_smoother = FilmSmoother(backend, height, width)
         self._slope_scale = min(height, width) / REFERENCE_SIZE_PX
         rng = np.random.default_rng([seed, 0xD17])
         # Offset in LUT bins, with a uniform [0, 1) dither folded in so the float->int cast rounds
@@ -240,7 +246,14 @@ class IridescentRenderer:
         self._wrap_padding()
         for top, bottom in self._bands:
             self._shade(settings, top, bottom)
-        self._bloom.apply(self._light, settings.bloom, BLOOM_THRESHOLD * LIGHT_UNIT)
+        self._film_smoother.apply(self._coord)
+        self._bloom.apply(
+            self._light,
+            settings.bloom,
+            BLOOM_THRESHOLD * LIGHT_UNIT,
+            self._display,
+            FULL_GLOW_DENSITY,
+        )
         lut, out_pixels = self._color_lut(settings), out.reshape(-1, 3)
         for top, bottom in self._bands:
             index = self._quantise(top, bottom)
@@ -273,7 +286,14 @@ class IridescentRenderer:
         )
         fields = (self._coord, self._light, display, self._coord_offset)
         self._fused_shade(pixels, *fields, self.height, self.width, *gains)
-        self._bloom.apply(self._light, settings.bloom, BLOOM_THRESHOLD * LIGHT_UNIT)
+        self._film_smoother.apply(self._coord)
+        self._bloom.apply(
+            self._light,
+            settings.bloom,
+            BLOOM_THRESHOLD * LIGHT_UNIT,
+            self._display,
+            FULL_GLOW_DENSITY,
+        )
         lut = self._color_lut(settings)
         limits = (COORD_BINS - 1.0, (VALUE_BINS - 2.0) ** 2, float(COORD_BINS), lut.shape[0] - 1.0)
         self._fused_colour(pixels, out, self._coord, self._light, self._light_dither, lut, *limits)
