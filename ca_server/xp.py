@@ -12,7 +12,6 @@ a `BackendUnavailableError`.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -172,12 +171,20 @@ class Backend:
         return int(self.xp.get_default_memory_pool().used_bytes()) if self.is_gpu else 0
 
 
+# scipy.fft threads on the CPU. Measured (bench/bench_fft_workers.py, BENCHMARKS.md "FFT
+# workers"): on the 2-core CI/dev machine a second worker gave 0.75-0.97x per tick at 512² and
+# 1024² — the FFTs are a share of a step, and the extra thread competes with the tick loop,
+# the renderer and Scope for the same cores.
+DEFAULT_FFT_WORKERS = 1
+
+
 def numpy_backend(fft_workers: int | None = None) -> Backend:
-    """The CPU backend: numpy arrays, scipy.fft with `fft_workers` threads (default: all cores)."""
+    """The CPU backend: numpy arrays, scipy.fft with `fft_workers` threads (default:
+    `DEFAULT_FFT_WORKERS`)."""
     import scipy.fft
     import scipy.ndimage
 
-    workers = fft_workers or os.cpu_count() or 1
+    workers = fft_workers or DEFAULT_FFT_WORKERS
     return Backend("numpy", np, scipy.fft, scipy.ndimage, None, "cpu", workers)
 
 

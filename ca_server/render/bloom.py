@@ -52,9 +52,10 @@ extern "C" __global__ void bloom_downsample(
 """,
 )
 
-# light += strength * upsample(near_weight * near + far_weight * far): one thread per full-size
-# pixel, mixing the four small cells it reads (cheaper than a launch for the mix) and blending
-# columns first, then rows, as BilinearUpsampler does.
+# light += strength * upsample(near_weight * near + far_weight * far) * gate, with gate =
+# min(density * gate_scale, 1) (1 when gate_scale is 0): one thread per full-size pixel, mixing
+# the four small cells it reads (cheaper than a launch for the mix) and blending columns first,
+# then rows, as BilinearUpsampler does.
 BLOOM_UPSAMPLE_ADD = KernelSource(
     "bloom_upsample_add",
     BILINEAR_TAP_CUDA
@@ -68,8 +69,9 @@ __device__ __forceinline__ float bloom_glow(
 
 extern "C" __global__ void bloom_upsample_add(
     float* __restrict__ light, const float* __restrict__ near, const float* __restrict__ far,
-    const int width, const int small_height, const int small_width, const int factor,
-    const float near_weight, const float far_weight, const float strength, const long long n) {
+    const float* __restrict__ density, const int width, const int small_height,
+    const int small_width, const int factor, const float near_weight, const float far_weight,
+    const float strength, const float gate_scale, const long long n) {
     CA_FOR_EACH(i, n) {
         int top, bottom, left, right;
         float down, across;
@@ -83,7 +85,8 @@ extern "C" __global__ void bloom_upsample_add(
             bloom_glow(near, far, bottom, left, small_width, near_weight, far_weight) *
                 (1.0f - across) +
             bloom_glow(near, far, bottom, right, small_width, near_weight, far_weight) * across;
-        light[i] += upper * ((1.0f - down) * strength) + lower * (down * strength);
+        const float glow = upper * ((1.0f - down) * strength) + lower * (down * strength);
+        light[i] += gate_scale > 0.0f ? glow * fminf(density[i] * gate_scale, 1.0f) : glow;
     }
 }
 """,
@@ -109,13 +112,23 @@ class Bloom:
         resample = backend.hot_pass(BloomResampleKernels, BloomResamplePasses)
         self._resample = resample(backend, height, width, factor, self._small)
 
-    def apply(self, light: Any, strength: float, threshold: float) -> Any:
-        """`light += strength · glow(max(light − threshold, 0))`, in place; returns `light`.
+    def apply(
+        self,
+        light: Any,
+        strength: float,
+        threshold: float,
+        density: Any = None,
+        full_glow_density: float = 0.0,
+    ) -> Any:
+        """`light += strength · glow(max(light − threshold, 0)) · gate`, in place; returns `light`.
 
         `light` is (H, W) float32 on the device (C-contiguous where the backend has fused
         kernels), in any unit (`threshold` in the same unit). Light below the threshold does not
-        glow, so dim tissue does not fog the background. A strength of 0 leaves `light`
-        untouched and costs nothing.
+        glow. With `density` ((H, W) float32 in [0, 1], same device) and `full_glow_density` > 0,
+        gate = min(density / full_glow_density, 1): the glow lights matter, down to faint tissue,
+        but never empty space, so a frame full of bright creatures keeps a black background
+        instead of a coloured haze (issue 25). Without them gate = 1. A strength of 0 leaves
+        `light` untouched and costs nothing.
         """
         if strength <= 0.0:
             return light
@@ -123,7 +136,10 @@ class Bloom:
         self._resample.downsample_above(light, float(threshold))
         self._blur(small, self._near_sigma, out=self._near)
         self._blur(small, self._far_sigma, out=self._far)
-        self._resample.add_glow(light, self._near, self._far, float(strength))
+        gate_scale = (
+            1.0 / full_glow_density if density is not None and full_glow_density > 0 else 0.0
+        )
+        self._resample.add_glow(light, self._near, self._far, float(strength), density, gate_scale)
         return light
 
 
@@ -143,12 +159,17 @@ class BloomResampleKernels:
             small.size, small, light, light.shape[1], factor, 1.0 / (factor * factor), threshold
         )
 
-    def add_glow(self, light: Any, near: Any, far: Any, strength: float) -> None:
-        """`light += strength · upsample(NEAR_WEIGHT · near + FAR_WEIGHT · far)`; `near` and
-        `far` are the small grid's blurs (the passes overwrite them)."""
+    def add_glow(
+        self, light: Any, near: Any, far: Any, strength: float, density: Any, gate_scale: float
+    ) -> None:
+        """`light += strength · upsample(NEAR_WEIGHT · near + FAR_WEIGHT · far) · gate`, gate =
+        min(density · gate_scale, 1), or 1 when `gate_scale` is 0; `near` and `far` are the small
+        grid's blurs (the passes overwrite them)."""
         small_h, small_w = self._small.shape
-        grids = (near, far, light.shape[1], small_h, small_w, self._factor)
-        self._upsample_add_launch(light.size, light, *grids, NEAR_WEIGHT, FAR_WEIGHT, strength)
+        grids = (near, far, light if density is None else density)
+        grids += (light.shape[1], small_h, small_w, self._factor)
+        weights = (NEAR_WEIGHT, FAR_WEIGHT, strength, gate_scale)
+        self._upsample_add_launch(light.size, light, *grids, *weights)
 
 
 class BloomResamplePasses:
@@ -160,6 +181,8 @@ class BloomResamplePasses:
         small_h, small_w = small.shape
         self._down = BoxDownsampler(backend, height, width, factor)
         self._up = BilinearUpsampler(backend, small_h, small_w, factor)
+        self._glow: Any = None  # full-size scratch, made on the first gated glow
+        self._gate: Any = None
 
     def downsample_above(self, light: Any, threshold: float) -> None:
         """As `BloomResampleKernels.downsample_above`."""
@@ -168,9 +191,23 @@ class BloomResamplePasses:
         small -= threshold
         self._xp.maximum(small, 0.0, out=small)
 
-    def add_glow(self, light: Any, near: Any, far: Any, strength: float) -> None:
+    def add_glow(
+        self, light: Any, near: Any, far: Any, strength: float, density: Any, gate_scale: float
+    ) -> None:
         """As `BloomResampleKernels.add_glow`."""
+        xp = self._xp
         near *= NEAR_WEIGHT
         far *= FAR_WEIGHT
         near += far
-        self._up(near, light, scale=strength, accumulate=True)
+        if gate_scale <= 0.0:
+            self._up(near, light, scale=strength, accumulate=True)
+            return
+        if self._glow is None:
+            self._glow = xp.empty_like(light)
+            self._gate = xp.empty_like(light)
+        glow, gate = self._glow, self._gate
+        self._up(near, glow, scale=strength)
+        xp.multiply(density, gate_scale, out=gate)
+        xp.minimum(gate, 1.0, out=gate)
+        glow *= gate
+        light += glow

@@ -6,7 +6,8 @@ Per frame, all on the backend's device with preallocated buffers:
 2. two diagonal central differences (periodic) give a raking-light term (light from the top left)
    and an edge strength;
 3. film coordinate t = film·density − iridescence·edge + a static, seeded spatial offset — so the
-   hue follows thickness contours like interference fringes and shifts on slopes;
+   hue follows thickness contours like interference fringes and shifts on slopes — blurred to a
+   few pixels (`FilmSmoother`, render/film_smoothing.py) so colour never fizzes at pixel scale;
 4. light value = density·(ambient + relief·slope) + rim glow on edges, plus bloom;
 5. one gather from a (value × t) colour table that bakes palette, hue rotation, brightness and a
    tanh tonemap (rebuilt only when those change; on the host for numpy, on the device where
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ca_server.render.bloom import Bloom
+from ca_server.render.film_smoothing import FilmSmoother
 from ca_server.render.iridescent_kernels import IridescentKernels
 from ca_server.render.iridescent_passes import IridescentPasses
 from ca_server.render.palettes import COORD_BINS_PER_UNIT, COORD_MIN, VALUE_SQRT_SCALE
@@ -49,6 +51,9 @@ CPU_BAND_PIXELS = 32768
 LIGHT_UNIT = VALUE_SQRT_SCALE**2
 # Light (in palette value units) below this does not glow.
 BLOOM_THRESHOLD = 0.25
+# The glow lands only on matter: at full strength from this display density up, fading to none
+# on empty pixels, so backgrounds stay black (issue 25: a full frame's glow was a coloured haze).
+FULL_GLOW_DENSITY = 0.1
 
 
 def film_offset_field(height: int, width: int, seed: int) -> np.ndarray:
@@ -108,6 +113,7 @@ class IridescentRenderer:
         # nothing in the stream (StrandThickener builds every filter variant it can need).
         self._thickener = StrandThickener(backend, height, width)
         self._bloom = Bloom(backend, height, width)
+        self._film_smoother = FilmSmoother(backend, height, width)
         self._slope_scale = min(height, width) / REFERENCE_SIZE_PX
         rng = np.random.default_rng([seed, 0xD17])
         # Offset in LUT bins, with a uniform [0, 1) dither folded in so the float->int cast rounds
@@ -204,7 +210,14 @@ class IridescentRenderer:
             AMBIENT_LIGHT * LIGHT_UNIT,
             RIM_GAIN * scale * LIGHT_UNIT,
         )
-        self._bloom.apply(self._light, settings.bloom, BLOOM_THRESHOLD * LIGHT_UNIT)
+        self._film_smoother.apply(self._coord)
+        self._bloom.apply(
+            self._light,
+            settings.bloom,
+            BLOOM_THRESHOLD * LIGHT_UNIT,
+            self._display,
+            FULL_GLOW_DENSITY,
+        )
         self._stages.colour(self._color_lut(settings), out)
         return out
 

@@ -78,6 +78,12 @@ def test_numpy_backend_has_no_fused_kernels():
     assert numpy_backend().fused_kernel(KERNEL_SOURCES[0]) is None
 
 
+def test_numpy_backend_runs_one_fft_worker_unless_asked():
+    # Issue 25 item 4: a second worker measured 0.75-0.97x per tick on 2 cores (BENCHMARKS.md).
+    assert numpy_backend().fft_workers == 1
+    assert numpy_backend(fft_workers=2).fft_kwargs() == {"workers": 2}
+
+
 def test_a_kernel_that_writes_out_of_place_is_run_over_every_element():
     source = KernelSource(
         "test_scale_add",

@@ -14,6 +14,7 @@ from host_cuda import compiler_available, host_fused_backend, nvcc_check
 
 from ca_server.render import IridescentRenderer
 from ca_server.render.bloom import BLOOM_DOWNSAMPLE, BLOOM_UPSAMPLE_ADD, Bloom
+from ca_server.render.film_smoothing import FILM_DOWNSAMPLE, FILM_UPSAMPLE, FilmSmoother
 from ca_server.render.iridescent_kernels import (
     RENDER_COLOUR,
     RENDER_COLOUR_TABLE,
@@ -47,6 +48,8 @@ RENDER_KERNELS = (
     BLOOM_UPSAMPLE_ADD,
     THICKEN_DOWNSAMPLE,
     THICKEN_UPSAMPLE_MAX,
+    FILM_DOWNSAMPLE,
+    FILM_UPSAMPLE,
 )
 NVCC = shutil.which("nvcc")
 
@@ -117,7 +120,8 @@ def test_live_setting_changes_reach_the_fused_path():
         assert_frames_agree(reference.render(world), fused.render(world))
 
 
-@pytest.mark.parametrize(("bloom", "per_frame"), [(0.7, 5), (0.0, 3)])
+# display, shade, colour; the film smoother's downsample and upsample; bloom's two.
+@pytest.mark.parametrize(("bloom", "per_frame"), [(0.7, 7), (0.0, 5)])
 def test_a_frame_is_a_handful_of_launches(bloom, per_frame):
     backend = host_fused_backend()
     renderer = IridescentRenderer(backend, SIZE, SIZE, settings={"bloom": bloom, "smoothing": 0.5})
@@ -128,7 +132,13 @@ def test_a_frame_is_a_handful_of_launches(bloom, per_frame):
     # The colour table is built once: hue and brightness did not move.
     assert launches.pop("render_colour_table") == 1
     assert sum(launches.values()) == per_frame * frames
-    for name in ("render_display", "render_shade", "render_colour"):
+    for name in (
+        "render_display",
+        "render_shade",
+        "render_colour",
+        "film_downsample",
+        "film_upsample",
+    ):
         assert launches[name] == frames
     if bloom:
         assert launches["bloom_downsample"] == launches["bloom_upsample_add"] == frames
@@ -156,6 +166,36 @@ def test_fused_bloom_matches_numpy(height, width, factor):
     np.testing.assert_allclose(fused, reference, rtol=2e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("height", "width", "factor"), [(256, 192, 2), (96, 160, 1), (768, 512, 4)]
+)
+def test_fused_film_smoother_matches_numpy(height, width, factor):
+    rng = np.random.default_rng(width)
+    coord = (creature_world(height, width, 4) * 512 + rng.random((height, width)) * 64).astype(
+        np.float32
+    )
+    reference, fused = coord.copy(), coord.copy()
+    numpy_smoother = FilmSmoother(numpy_backend(1), height, width)
+    fused_smoother = FilmSmoother(host_fused_backend(), height, width)
+    assert fused_smoother._factor == factor
+    numpy_smoother.apply(reference)
+    fused_smoother.apply(fused)
+    assert np.abs(np.diff(reference, axis=1)).mean() < 0.5 * np.abs(np.diff(coord, axis=1)).mean()
+    np.testing.assert_allclose(fused, reference, rtol=2e-6, atol=1e-4)
+
+
+def test_fused_gated_bloom_matches_numpy():
+    height, width = 256, 192
+    light = (creature_world(height, width, 5) * 3.0).astype(np.float32)
+    density = creature_world(height, width, 5)
+    reference, fused = light.copy(), light.copy()
+    Bloom(numpy_backend(1), height, width).apply(reference, 1.3, 0.25, density, 0.1)
+    Bloom(host_fused_backend(), height, width).apply(fused, 1.3, 0.25, density, 0.1)
+    np.testing.assert_allclose(fused, reference, rtol=2e-6, atol=1e-6)
+    empty = density == 0
+    assert empty.any() and np.array_equal(reference[empty], light[empty]), "no glow on nothing"
+
+
 def test_thickening_is_two_launches_per_frame():
     backend = host_fused_backend()
     renderer = IridescentRenderer(backend, SIZE, SIZE, settings={"thickness": 5.0, "bloom": 0.7})
@@ -165,7 +205,8 @@ def test_thickening_is_two_launches_per_frame():
     launches = backend.kernel_compiler.launches
     assert launches["thicken_downsample"] == launches["thicken_upsample_max"] == frames
     assert launches.pop("render_colour_table") == 1
-    assert sum(launches.values()) == 7 * frames  # display, shade, colour, bloom's two, these two
+    # display, shade, colour, the film smoother's two, bloom's two, these two
+    assert sum(launches.values()) == 9 * frames
 
 
 # The host build (-ffp-contract=off) runs the numpy sequence's float32 operations in its order:
