@@ -64,10 +64,10 @@ def test_forced_deaths_never_render_black(preset, size):
 
 def test_a_hold_keeps_the_last_picture_drifting_until_the_regrowth_fades_in():
     sim = Simulation(BACKEND, width=128, height=128, preset="coral", seed=5, crossfade_frames=4)
-    sim.warmup_steps_per_tick = 10**6  # lands the regrowth on the next tick
+    sim.change.warmup_steps_per_tick = 10**6  # lands the regrowth on the next tick
     for _ in range(10):
         sim.next_frame()
-    held_organism = sim._current
+    held_organism = sim.change.current
     kill(sim)
     sim.next_frame()
     assert held_organism.holding and sim.health()["warming"]
@@ -76,7 +76,7 @@ def test_a_hold_keeps_the_last_picture_drifting_until_the_regrowth_fades_in():
     assert sim.health()["crossfading"]
     for _ in range(4):
         sim.next_frame()
-    assert sim._current is not held_organism and not sim._current.holding
+    assert sim.change.current is not held_organism and not sim.change.current.holding
     assert sim.health()["regrowths"] == 1
 
 
@@ -86,11 +86,11 @@ def test_a_redone_frame_starts_its_smoothing_from_the_restored_picture():
     sim = Simulation(BACKEND, width=128, height=128, preset="coral", seed=5)
     for _ in range(8):
         sim.next_frame()
-    sim._current.renderer.update({"smoothing": 0.9})
+    sim.change.current.renderer.update({"smoothing": 0.9})
     for _ in range(8):
         sim.next_frame()
     kill(sim)
     published = np.array(sim.next_frame())
-    assert sim._current.holding
+    assert sim.change.current.holding
     # Rendering the restored world again changes nothing only if the average holds exactly it.
     np.testing.assert_array_equal(published, sim.render())
