@@ -9,7 +9,8 @@ up during the previous one's crossfade. A change that runs out of memory (on the
 daemon's --max-vram-mb) is dropped, and the preset on screen goes on as before it began. An
 organism on screen that fails holds its last visible picture (`Organism.holding`); once no change
 is under way, a fresh seed of its preset is grown off screen the same way and crossfades in
-(a regrowth), so the stream never passes through black. The Simulation owns the screen: it steps
+(a regrowth, by a step count per frame: it lands within REGROWTH_WARMUP_FRAMES, at a frame the
+seed decides), so the stream never passes through black. The Simulation owns the screen: it steps
 and renders `current` (and `incoming`, blended by `crossfade`) and asks this module the rest.
 """
 
@@ -30,6 +31,14 @@ log = logging.getLogger("ca_server.simulation")
 # After the device ran out of memory for a regrowth, the held picture goes on drifting this many
 # frames (≈ 5 s at 30 fps) before the next try, instead of failing again every frame.
 REGROWTH_RETRY_FRAMES = 150
+# A regrowth warms up by a fixed share of its steps per tick, not by the time budget, so it lands
+# this many frames after it started (plus a frame or two of builds, and again for each new seed
+# when one grew invisible), whatever the machine's load: frames after a death are reproducible
+# from the seed, and the held picture, often a few dim fragments, is not shown for the 13-18 s a
+# Gray-Scott warm-up took in budget slices at 512² on a 2-core CPU. The price on a CPU: the
+# warm-up's whole compute falls in these frames, which take longer than a period each (at 512²,
+# ≈ 0.1 s for Gray-Scott's ≈ 2 s warm-up; BENCHMARKS.md, "Simulation per preset").
+REGROWTH_WARMUP_FRAMES = 20
 
 
 class PresetChange:
@@ -132,9 +141,10 @@ class PresetChange:
         # Only a request that waited for a warm-up starts warming up during that one's fade.
         if self.warmup is None:
             return
-        # A fixed step count per tick (tests, benchmarks) replaces the time budget, which makes
-        # the frame at which the change lands reproducible.
-        by_count = self.warmup_steps_per_tick is not None
+        # A fixed step count per tick (tests, benchmarks; a regrowth's own) replaces the time
+        # budget, which makes the frame at which the change lands reproducible.
+        steps_per_tick = self.warmup_steps_per_tick or self.warmup.steps_per_tick
+        by_count = steps_per_tick is not None
         now = time.perf_counter()
         # The budget is the warm-up's own, counted from here: counted from the tick's start,
         # the preset on screen used it up (at 1024² on a CPU one step of it did), leaving the
@@ -144,7 +154,7 @@ class PresetChange:
         # frame takes at most about twice its usual time meanwhile.
         shown_work_s = now - started + stage_s["render"] + stage_s["copy"]
         deadline = now + max(self.warmup_budget_s, shown_work_s)
-        self.warmup.advance(math.inf if by_count else deadline, self.warmup_steps_per_tick)
+        self.warmup.advance(math.inf if by_count else deadline, steps_per_tick)
         if not self.warmup.finished:
             return
         if self.incoming is not None:  # the one before it has faded in long enough
@@ -202,6 +212,8 @@ class PresetChange:
         seed = int(organism.rng.integers(0, 2**31 - 1))
         self._before_change = (self.preset_name, self.seed)
         self.warmup = WarmUp(self.factory, organism.preset, seed)
+        steps = self.warmup.grow_steps + self.warmup.shape_steps
+        self.warmup.steps_per_tick = math.ceil(steps / REGROWTH_WARMUP_FRAMES)
         self.regrowths += 1
 
     def _finish_fade(self) -> None:

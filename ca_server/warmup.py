@@ -102,6 +102,7 @@ class WarmUp:
         self.big: Organism | None = None  # the full-size organism, at a reduced warm-up grid
         self.grown: Organism | None = None  # the grown world at full size, calibrated
         self.done_steps = 0
+        self.steps_per_tick: int | None = None  # set: this many a tick, whatever the budget
         self.attempts = 1
         self.result: Organism | None = None
 
