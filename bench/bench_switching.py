@@ -28,7 +28,7 @@ from ca_server.xp import numpy_backend
 
 def warmup_compute_s(sim: Simulation, name: str) -> float:
     """Seconds one warm-up of `name` takes run back to back (no frames in between)."""
-    warm = WarmUp(sim, load_preset(name), seed=7)
+    warm = WarmUp(sim.change.factory, load_preset(name), seed=7)
     started = time.perf_counter()
     warm.advance(math.inf, None)
     return time.perf_counter() - started

@@ -16,10 +16,6 @@ from dataclasses import dataclass
 from ca_server.beat_clock import BeatState
 from ca_server.presets import Preset
 
-# How strongly each engine's presets move by default, [0, 1]. Lenia's soft bodies and MNCA's busy
-# cells read a flash well; SmoothLife's gliders a little less; Gray-Scott patterns change slowly,
-# so they lean on the bar's surge more than on the flash.
-ENGINE_BEAT_AMOUNT = {"lenia": 0.6, "smoothlife": 0.5, "mnca": 0.7, "gray_scott": 0.4}
 BRIGHTNESS_FLASH = 0.45  # brightness × (1 + this) on the beat, at amount 1
 BLOOM_FLASH = 1.5  # bloom × (1 + this) on the beat, at amount 1
 SPEED_SURGE = 1.5  # speed × (1 + this) on the downbeat, at amount 1
@@ -45,8 +41,10 @@ NO_PULSE = Pulse()
 
 def preset_beat_amount(preset: Preset) -> float:
     """The preset's own beat amount, [0, 1]: its file's `[preset] beat`, else its engine's."""
+    from ca_server.engines import ENGINE_CLASSES  # the engines' own defaults (`beat_amount`)
+
     own = getattr(preset, "beat", None)
-    return ENGINE_BEAT_AMOUNT.get(preset.engine, 0.5) if own is None else float(own)
+    return ENGINE_CLASSES[preset.engine].beat_amount if own is None else float(own)
 
 
 def pulse_for(state: BeatState, amount: float) -> Pulse:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ca_server.engines import ENGINE_CLASSES
 from ca_server.engines.base import Breathing
 from ca_server.fused import KernelSource
 from ca_server.xp import Backend
@@ -115,7 +116,10 @@ class Action(Enum):
 
 @dataclass(frozen=True)
 class HealthPolicy:
-    """Thresholds for one engine family; frame counts assume ~30 frames per second."""
+    """Thresholds for one engine family; frame counts assume ~30 frames per second.
+
+    The defaults; each engine class states where it differs (`Engine.health_overrides`).
+    """
 
     dead_mass: float = 0.002
     sparse_alive: float = 0.05
@@ -129,37 +133,15 @@ class HealthPolicy:
     cooldown_frames: int = 30
 
 
-# The prototype's 0.97 fade left big-kernel Lenia (amoeba, tide_pool) at 95%+ coverage for many
-# seconds after warm-up; three containment passes and a 0.9 fade bring it back within a second.
-_LENIA_EROSION = {"erode_factor": 0.9, "erode_containment_passes": 3}
-
-
-def policy_for(engine: str, hi_res_lenia: bool = False) -> HealthPolicy:
-    """The health policy for `engine`; Lenia above 768 px uses the prototype's higher floor."""
-    if engine == "gray_scott":
-        # GS has no density-based nucleation or erosion (its feed mask shapes it); a V field
-        # that fills the frame is treated like a frozen one. Its healthy drift is ~1e-4 per
-        # step at 256-512 px, under the generic frozen floor, which made the monitor erase a
-        # disc of a live pattern every 5 s (deep_sea and tentacles stayed thin); 2e-5 still
-        # catches a converged Turing pattern (exactly static without flow).
-        return HealthPolicy(
-            sparse_alive=0.0, crowded_alive=0.95, erode_factor=1.0, frozen_activity=2e-5
-        )
-    if engine == "mnca":
-        # The prototype's 0.97 fade could not hold MNCA back (99-100% coverage at 512 px); the
-        # keep-moving rim now bounds it to a disc, and erosion is a harder backstop.
-        return HealthPolicy(crowded_alive=0.80, erode_factor=0.9, erode_containment_passes=3)
-    # Fixed-size cluster drops rarely suit a narrow growth band (coral, mycelium: sigma 0.008-0.01),
-    # so a dead Lenia or SmoothLife world regrows from its own seed recipe at once.
-    if engine == "lenia" and hi_res_lenia:
-        return HealthPolicy(dead_mass=0.005, revives_before_reseed=0, **_LENIA_EROSION)
-    return HealthPolicy(revives_before_reseed=0, **_LENIA_EROSION)
+def policy_for(engine: str, side_px: int = 0) -> HealthPolicy:
+    """The health policy for engine `engine` on a grid whose short side is `side_px`: the
+    defaults above with the engine class's `health_bands`."""
+    return HealthPolicy(**ENGINE_CLASSES[engine].health_bands(side_px))
 
 
 @dataclass
 class HealthCounters:
     reseeds: int = 0
-    regrowths: int = 0  # on-screen failures answered by hold, regrow off screen and crossfade
     revives: int = 0
     clusters: int = 0
     erosions: int = 0

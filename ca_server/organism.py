@@ -7,22 +7,22 @@ health statistics (`queue_health`) and, once the device has finished the frame, 
 (`settle`). On screen (`on_screen`), a failing world (dead, invisible, collapsed, non-finite) or a
 call for a full reseed is never answered in place, which would cut through black or to a raw seed:
 the organism instead holds its picture (the current world if still visible, else its keepsake, a
-copy of the last visible state taken every few frames), keeps it drifting along the flow, and raises
-`wants_regrowth` so the Simulation grows a fresh seed off screen and crossfades to it. All
-randomness comes from a numpy Generator seeded from the simulation seed, so a seed reproduces the
-same world on the same backend.
+copy of the last visible state taken every few frames) and keeps it drifting along the flow; the
+preset change (`ca_server.preset_change`) sees it `holding`, grows a fresh seed off screen and
+crossfades to it. All randomness comes from a numpy Generator seeded from the simulation seed, so
+a seed reproduces the same world on the same backend. `OrganismFactory` makes organisms for one
+frame size, each grid's noise table shared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ca_server.engines import create_engine
-from ca_server.engines.base import Breathing, wrapped_distance2
+from ca_server.engines.base import wrapped_distance2
 from ca_server.engines.keep_moving import KeepMoving, NoisePool
 from ca_server.health import (
     VISIBLE_DISPLAY_PEAK,
@@ -37,11 +37,6 @@ from ca_server.xp import Backend
 FLOW_PIXELS_PER_STEP_AT_BASE = 0.8  # the prototype's tuned drift at 512 px
 REVIVE_CLUSTERS = 8
 KEEPSAKE_EVERY_FRAMES = 4  # a restored keepsake is at most this many frames old
-# Lenia's mu LFO (+-15% of mu) is capped at this many sigmas: a narrow growth band (coral, mycelium:
-# sigma 0.009-0.015, i.e. 15% of mu is ~1.2-2 sigma) cannot follow a larger swing. At a cap of one
-# sigma coral still swung with the LFO from filling the frame to a small blob (alive 0.5 -> 0.06 at
-# 256-512 px) and back every minute or two; at half a sigma it held 0.45-0.54 at 256 px.
-LENIA_MU_SWING_SIGMAS = 0.5
 
 
 class Organism:
@@ -62,26 +57,24 @@ class Organism:
         self.height, self.width, self.seed = height, width, seed
         self.rng = np.random.default_rng([seed, 0x5EED])
         self.engine = create_engine(preset.engine, backend, height, width, preset.engine_params)
-        self.keep_moving = KeepMoving(backend, preset.engine, height, width, noise)
+        self.keep_moving = KeepMoving(backend, self.engine.keep_moving, height, width, noise)
         pixels_per_step = max(0.2, FLOW_PIXELS_PER_STEP_AT_BASE * self.engine.res_scale)
         self.flow = flow_factory(backend, height, width, pixels_per_step=pixels_per_step)
         self.flow.set_strengths(dict(preset.flow))
-        self.breathing = BreathingLFO(_bounded_breathing(self.engine), self.engine.params)
-        hi_res = preset.engine == "lenia" and min(height, width) >= 768
+        self.breathing = BreathingLFO(self.engine.breathing(), self.engine.params)
         floor = float(preset.render.get("floor", 0.0))
         gain = float(preset.render.get("gain", 1.0))
         self.monitor = HealthMonitor(
             backend,
             height,
             width,
-            policy_for(preset.engine, hi_res),
+            policy_for(preset.engine, min(height, width)),
             visible_peak=floor + VISIBLE_DISPLAY_PEAK / gain,
         )
         self.renderer: Any = None
         self.steps = 0
         self.on_screen = False  # set by the Simulation: failures then hold and regrow
         self.holding = False
-        self.wants_regrowth = False
         self._keepsake: list[Any] | None = None
         self._frames = 0
         self._queued_steps = 0  # engine steps behind the statistics `queue_health` queued
@@ -128,10 +121,10 @@ class Organism:
     def settle(self) -> bool:
         """Act on the statistics `queue_health` queued (the device must have finished them).
 
-        On screen, a failing world or a call for a reseed or revive holds the picture and sets
-        `wants_regrowth` instead; while holding nothing else is done. Returns True when the
-        world was replaced by its keepsake, i.e. a frame rendered since `queue_health` showed a
-        picture that must not go out and has to be rendered again.
+        On screen, a failing world or a call for a reseed or revive holds the picture instead
+        (the preset change then regrows it); while holding nothing else is done. Returns True
+        when the world was replaced by its keepsake, i.e. a frame rendered since `queue_health`
+        showed a picture that must not go out and has to be rendered again.
         """
         steps, monitor = self._queued_steps, self.monitor
         monitor.read_measurement(steps)
@@ -165,13 +158,11 @@ class Organism:
             xp.copyto(saved, field)
 
     def hold(self) -> bool:
-        """Pause the engine and keep showing the last visible picture; ask for a regrowth.
+        """Pause the engine and keep showing the last visible picture (until a regrowth lands).
 
         Returns True when the world was invisible and its keepsake replaced it.
         """
-        if not self.holding:
-            self.monitor.counters.regrowths += 1
-        self.holding = self.wants_regrowth = True
+        self.holding = True
         return not self.monitor.visible and self._restore_keepsake()
 
     def _restore_keepsake(self) -> bool:
@@ -210,12 +201,7 @@ class Organism:
         # Drawn on the device: no full-frame mask made on the host and uploaded (4 MB at 1024²).
         distance2 = wrapped_distance2(h, w, cy % h, cx % w, xp)
         keep_device = 1.0 - xp.exp(-((distance2 / radius**2) ** 4))
-        world = self.engine.world
-        world *= keep_device
-        if self.preset.engine == "gray_scott":  # empty GS is U = 1, V = 0
-            u = self.engine.fields[0]
-            u *= keep_device
-            u += 1.0 - keep_device
+        self.engine.erase(keep_device)
 
     def load_from(self, smaller: Organism) -> None:
         """Take over a warmed-up organism's state from a grid `factor` times smaller."""
@@ -228,13 +214,43 @@ class Organism:
         self.steps = smaller.steps
 
 
-def _bounded_breathing(engine: Any) -> tuple[Breathing, ...]:
-    """The engine's LFO specs, with Lenia's mu swing capped to LENIA_MU_SWING_SIGMAS x sigma."""
-    specs = tuple(engine.breathing())
-    if engine.name != "lenia":
-        return specs
-    limit = LENIA_MU_SWING_SIGMAS * float(engine.params["sigma"])
-    return tuple(
-        replace(spec, amplitude=min(spec.amplitude, limit)) if spec.parameter == "mu" else spec
-        for spec in specs
-    )
+class OrganismFactory:
+    """Makes organisms for an (height, width) frame, at full size or a warm-up grid `factor`
+    times coarser, and gives a grown one its renderer. A grid's keep-moving noise table is made
+    on its first organism, from `seed` (the preset change keeps it at its newest request's seed,
+    which renderers are made with too), and shared after."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        height: int,
+        width: int,
+        *,
+        flow_factory: Callable[..., Any],
+        prepare_renderer: Callable[[Organism], None],
+    ):
+        self.backend, self.height, self.width = backend, height, width
+        self._flow_factory = flow_factory
+        self.prepare_renderer = prepare_renderer
+        self.seed = 0
+        self._noise_pools: dict[tuple[int, int], NoisePool] = {}
+
+    def new(self, preset: Preset, seed: int, factor: int) -> Organism:
+        """A zero-state organism of `preset` on the grid `factor` times coarser than the frame."""
+        height, width = self.height // factor, self.width // factor
+        if (height, width) not in self._noise_pools:
+            self._noise_pools[(height, width)] = NoisePool(self.backend, height, width, self.seed)
+        return Organism(
+            self.backend,
+            preset,
+            height,
+            width,
+            seed=seed,
+            noise=self._noise_pools[(height, width)],
+            flow_factory=self._flow_factory,
+        )
+
+    def forget_warmup_grids(self) -> None:
+        """Let the warm-up grids' noise tables go: only the frame-sized one serves the screen."""
+        size = (self.height, self.width)
+        self._noise_pools = {size: self._noise_pools[size]} if size in self._noise_pools else {}

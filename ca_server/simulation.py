@@ -1,26 +1,17 @@
-"""The Simulation: the preset on screen, speed and colour controls, and non-blocking preset changes.
+"""The Simulation: the preset on screen, speed and colour controls, and the frame's order.
 
 The daemon calls `next_frame()` once per video frame: `tick()` steps, `render()` colours and, once
 the frame is copied to the host, `settle()` acts on the health verdicts `tick` queued on the device
 (so a frame costs one wait, the copy's), rendering again in the rare frame that asks. `tick` turns
 `speed` (times the preset's own speed) into whole engine steps with a fractional accumulator, so 0.5
-is one step every other frame. A preset change (`set_preset`, or `reseed`) never stalls the frame
-stream: the incoming preset is grown off screen a slice per tick (`ca_server.warmup`: after the
-preset on screen has stepped, `warmup_budget_s`, 60% of a 30 fps frame, or as long as the frame's
-own work took if that is longer) while the old one keeps running, then the two RGB frames
-crossfade over `crossfade_frames` (~1 s; one fused launch per frame on the GPU). On a GPU the same
-budget covers hundreds of steps, so a switch completes within a few frames. The first preset is
-warmed up synchronously in the constructor, before any frame is due. The same path answers the
-health monitor: when the world on screen fails (dead, invisible, collapsed) or needs a full reseed,
-its organism holds the last visible picture drifting along the flow while a fresh seed regrows off
-screen, then crossfades in, so the stream never passes through black. A change that runs out of
-memory (on the GPU: past the daemon's --max-vram-mb) is dropped, and the preset on screen goes on.
-A request that arrives while a warm-up runs waits for it to land; the newest waiting one is next.
+is one step every other frame. Preset changes, reseeds and regrowths after a failure are the
+business of `ca_server.preset_change` (warm-up off screen, crossfade, the waiting request, drop on
+out-of-memory): `set_preset` and `reseed` hand it a request, and every tick gives it its slice. The
+first preset is warmed up synchronously in the constructor, before any frame is due.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -31,28 +22,22 @@ import numpy as np
 
 from ca_server.beat_pulse import NO_PULSE, Pulse
 from ca_server.config import MIN_FRAME_SIDE
-from ca_server.crossfade import Crossfade
-from ca_server.engines.keep_moving import NoisePool
 from ca_server.fused import KERNEL_SOURCES
-from ca_server.organism import Organism
+from ca_server.organism import Organism, OrganismFactory
+from ca_server.preset_change import PresetChange
 from ca_server.presets import DEFAULT_PRESET, Preset, load_preset
 from ca_server.render import FlowAdvector, IridescentRenderer, build_flow_fields
 from ca_server.render.settings import RenderSettings
-from ca_server.warmup import WarmUp, warmup_grids
+from ca_server.warmup import warmup_grids
 from ca_server.wire.protocol import op_range
 from ca_server.xp import Backend
 
-log = logging.getLogger("ca_server.simulation")
-
 SPEED_RANGE, HUE_RANGE, BRIGHTNESS_RANGE = (op_range(op) for op in ("speed", "hue", "brightness"))
 MAX_STEPS_PER_TICK = 32
-# After the device ran out of memory for a regrowth, the held picture goes on drifting this many
-# frames (≈ 5 s at 30 fps) before the next try, instead of failing again every frame.
-REGROWTH_RETRY_FRAMES = 150
 
 
 class Simulation:
-    """The running CA: one preset on screen, live controls, warm-up and crossfade on changes."""
+    """The running CA: the screen (one preset, two in a crossfade), live controls, the frame."""
 
     def __init__(
         self,
@@ -76,19 +61,13 @@ class Simulation:
             )
         self.backend, self.width, self.height = backend, int(width), int(height)
         self.presets_dir = presets_dir
-        self.warmup_budget_s = warmup_budget_s
-        self.warmup_steps_per_tick = warmup_steps_per_tick
-        self.crossfade_frames = max(1, int(crossfade_frames))
-        self._flow_factory = flow_factory or FlowAdvector
         self._renderer_factory = renderer_factory or IridescentRenderer
-        self._noise_pools: dict[tuple[int, int], NoisePool] = {}
         self._speed, self._hue_shift, self._brightness = 1.0, 0.0, 1.0
         self.pulse: Pulse = NO_PULSE  # the beat's gains for the next frame (ca_server.beat_pulse)
-        self._accumulator = self._incoming_accumulator = 0.0
+        self._accumulator = 0.0
         self.sim_step = 0
         self.frame = 0
-        self.seed = int(seed)
-        self._seed_sequence = np.random.default_rng([self.seed, 0x5EED5])
+        self._seed_sequence = np.random.default_rng([int(seed), 0x5EED5])
         # Every fused kernel now, not in the frame that first needs it: on a GPU whose kernel
         # cache is cold (a fresh pod), NVRTC takes a fraction of a second per kernel, and the
         # first change to another engine would freeze the picture that long inside its tick.
@@ -99,22 +78,21 @@ class Simulation:
         # Likewise the flow's unit fields, which every new organism needs on its grid.
         for grid in warmup_grids(self.height, self.width):
             build_flow_fields(*grid)
-        target = load_preset(preset, presets_dir)
-        self.preset_name = target.name
-        warm = WarmUp(self, target, self.seed)
-        warm.advance(math.inf, None)  # synchronous: no frame is due yet
-        assert warm.result is not None
-        self._current: Organism = warm.result
-        self._warmup: WarmUp | None = None
-        self._waiting: tuple[Preset, int] | None = None  # the newest request while one warms up
-        self._incoming: Organism | None = None
-        self._fade_frame = 0
-        self._crossfade = Crossfade(backend, self.height, self.width)
-        self.regrowths = 0
-        self._before_change = (self.preset_name, self.seed)
-        self._regrowth_not_before = 0  # a frame number
-        self.change_error: str | None = None  # why the last change was dropped, until one lands
-        self._free_cached_memory = False
+        self._factory = factory = OrganismFactory(
+            backend,
+            self.height,
+            self.width,
+            flow_factory=flow_factory or FlowAdvector,
+            prepare_renderer=self.prepare_renderer,
+        )
+        self.change = PresetChange(
+            factory,
+            load_preset(preset, presets_dir),
+            int(seed),
+            warmup_budget_s=warmup_budget_s,
+            warmup_steps_per_tick=warmup_steps_per_tick,
+            crossfade_frames=max(1, int(crossfade_frames)),
+        )
         self._unsettled: list[Organism] = []  # organisms whose health `tick` queued
         self.stage_s = {"step": 0.0, "render": 0.0, "copy": 0.0}  # of the last `next_frame`
 
@@ -148,19 +126,40 @@ class Simulation:
         self._brightness = _checked("brightness", value, *BRIGHTNESS_RANGE)
 
     @property
+    def preset_name(self) -> str:
+        """The newest preset asked for (differs from `showing` while a change warms up)."""
+        return self.change.preset_name
+
+    @property
+    def seed(self) -> int:
+        """The newest request's seed."""
+        return self.change.seed
+
+    @property
     def showing(self) -> str:
         """The preset on screen (differs from `preset_name` while a change warms up)."""
-        return self._current.preset.name
+        return self.change.current.preset.name
 
     @property
     def showing_preset(self) -> Preset:
         """The Preset on screen (its `beat` amount sets the pulse)."""
-        return self._current.preset
+        return self.change.current.preset
 
     @property
     def arriving(self) -> str | None:
         """The preset crossfading in (it has reached the screen), or None."""
-        return self._incoming.preset.name if self._incoming is not None else None
+        incoming = self.change.incoming
+        return incoming.preset.name if incoming is not None else None
+
+    @property
+    def change_error(self) -> str | None:
+        """Why the last change was dropped (out of memory), until a change lands; else None."""
+        return self.change.change_error
+
+    @property
+    def regrowths(self) -> int:
+        """Fresh seeds grown off screen for a failed organism on screen, since the start."""
+        return self.change.regrowths
 
     # -- preset changes ----------------------------------------------------------------------
     def set_preset(self, name: str) -> None:
@@ -168,8 +167,7 @@ class Simulation:
 
         Raises UnknownPresetError (listing the valid names) or PresetFileError at once.
         """
-        preset = load_preset(name, self.presets_dir)
-        self._start_change(preset, self.seed)
+        self.change.request(load_preset(name, self.presets_dir), self.seed)
 
     def reseed(self, seed: int | None = None) -> int:
         """Regrow the current preset from `seed` (default: the next of a seeded sequence).
@@ -178,41 +176,8 @@ class Simulation:
         """
         if seed is None:
             seed = int(self._seed_sequence.integers(0, 2**31 - 1))
-        self._start_change(load_preset(self.preset_name, self.presets_dir), int(seed))
+        self.change.request(load_preset(self.preset_name, self.presets_dir), int(seed))
         return self.seed
-
-    def _start_change(self, preset: Preset, seed: int) -> None:
-        """Warm `preset` up now, or, while a warm-up is under way, once that one has landed.
-
-        A warm-up under way always lands (crossfades in): replaced by each new request, the
-        slow ones never reached the screen of a VJ switching every 5 s. Requests that arrive
-        meanwhile wait, the newest of them wins, and it starts warming up as soon as that one
-        lands, during its crossfade. `preset_name` is always the newest request.
-        """
-        if self._warmup is not None:
-            self._waiting = (preset, seed)
-        else:
-            if self._incoming is not None:  # a fade in progress: land it now, then start over
-                self._finish_fade()
-            self._before_change = (self.preset_name, self.seed)  # put back on a drop
-            self._waiting = None
-            self._warmup = WarmUp(self, preset, seed)
-        self.preset_name, self.seed = preset.name, seed
-        self.change_error = None
-
-    def new_organism(self, preset: Preset, seed: int, factor: int) -> Organism:
-        height, width = self.height // factor, self.width // factor
-        if (height, width) not in self._noise_pools:
-            self._noise_pools[(height, width)] = NoisePool(self.backend, height, width, self.seed)
-        return Organism(
-            self.backend,
-            preset,
-            height,
-            width,
-            seed=seed,
-            noise=self._noise_pools[(height, width)],
-            flow_factory=self._flow_factory,
-        )
 
     # -- the frame ----------------------------------------------------------------------------
     def tick(self) -> int:
@@ -225,16 +190,19 @@ class Simulation:
         if self._unsettled:
             self.settle()
         started = time.perf_counter()
-        speed = self._speed * self._current.preset.speed * self.pulse.speed
+        current = self.change.current
+        speed = self._speed * current.preset.speed * self.pulse.speed
         self._accumulator = min(self._accumulator + speed, MAX_STEPS_PER_TICK)
         steps = int(self._accumulator)
         self._accumulator -= steps
         try:
             for _ in range(steps):
-                self._current.step()
-            self._current.queue_health(steps)
-            self._unsettled.append(self._current)
-            self._advance_change(started)
+                current.step()
+            current.queue_health(steps)
+            self._unsettled.append(current)
+            self.change.advance(
+                started, self._speed, self._accumulator, self.stage_s, self._unsettled
+            )
         except Exception as error:
             if not self._dropped_change_for(error):
                 raise
@@ -242,76 +210,14 @@ class Simulation:
         self.frame += 1
         return steps
 
-    def _advance_change(self, started: float) -> None:
-        """The incoming organism's steps and the crossfade's progress, and the warm-up's slice."""
-        if self._incoming is not None:
-            self._incoming_accumulator += self._speed * self._incoming.preset.speed
-            incoming_steps = int(self._incoming_accumulator)
-            self._incoming_accumulator -= incoming_steps
-            for _ in range(incoming_steps):
-                self._incoming.step()
-            self._incoming.queue_health(incoming_steps)
-            self._unsettled.append(self._incoming)
-            self._fade_frame += 1
-            if self._fade_frame >= self.crossfade_frames:
-                self._finish_fade()
-        # Only a request that waited for a warm-up starts warming up during that one's fade.
-        if self._warmup is not None:
-            # A fixed step count per tick (tests, benchmarks) replaces the time budget, which
-            # makes the frame at which the change lands reproducible.
-            by_count = self.warmup_steps_per_tick is not None
-            now = time.perf_counter()
-            # The budget is the warm-up's own, counted from here: counted from the tick's start,
-            # the preset on screen used it up (at 1024² on a CPU one step of it did), leaving
-            # the warm-up one step a frame. And at least the on-screen frame's own work (this
-            # tick's steps, the last render and copy), so a change gets half the time even
-            # where a frame's work fills its period: it lands within about twice its warm-up's
-            # compute time, and a frame takes at most about twice its usual time meanwhile.
-            shown_work_s = now - started + self.stage_s["render"] + self.stage_s["copy"]
-            deadline = now + max(self.warmup_budget_s, shown_work_s)
-            self._warmup.advance(math.inf if by_count else deadline, self.warmup_steps_per_tick)
-            if self._warmup.finished:
-                if self._incoming is not None:  # the one before it has faded in long enough
-                    self._finish_fade()
-                self._incoming = self._warmup.result
-                self._warmup = None
-                self._fade_frame = 0
-                self._incoming_accumulator = self._accumulator
-                if self._waiting is not None:  # asked for while this one warmed up: next
-                    self._before_change = (self._current.preset.name, self._current.seed)
-                    self._warmup = WarmUp(self, *self._waiting)
-                    self._waiting = None
-
     def _dropped_change_for(self, error: Exception) -> bool:
-        """Whether `error`, raised in a frame's work, dropped the change under way: running out
-        of memory (CuPy's pool past the daemon's --max-vram-mb, or the device full) while a
-        change is under way drops it, and the organism on screen goes on as before it began.
-        False (the caller re-raises) with no change under way, or for any other error. The
-        callers catch in plain try blocks, which cost nothing on the frame's path."""
-        changing = self._incoming or self._warmup
-        if changing is None or not self.backend.ran_out_of_memory(error):
+        """Whether `error`, raised in a frame's work, dropped the change under way (running out
+        of memory: `PresetChange.dropped_for`); the dropped organisms' health is not settled."""
+        if not self.change.dropped_for(error, self.frame):
             return False
-        self._drop_change(changing.preset.name, str(error))
+        current = self.change.current
+        self._unsettled = [organism for organism in self._unsettled if organism is current]
         return True
-
-    def _drop_change(self, name: str, reason: str) -> None:
-        self._unsettled = [organism for organism in self._unsettled if organism is self._current]
-        self._warmup = self._incoming = self._waiting = None
-        self._crossfade.release()
-        self.preset_name, self.seed = self._before_change
-        # Noise tables for a warm-up grid: only the frame-sized one serves the organism on screen.
-        size = (self.height, self.width)
-        self._noise_pools = {size: self._noise_pools[size]} if size in self._noise_pools else {}
-        self._regrowth_not_before = self.frame + REGROWTH_RETRY_FRAMES
-        # Freed at the end of settle: until the frame's work has returned, the error's
-        # traceback still holds the dropped change's arrays.
-        self._free_cached_memory = True
-        fix = "raise --max-vram-mb" if self.backend.is_gpu else "free host memory"
-        self.change_error = (
-            f"out of memory for {name!r} ({reason}); still showing {self.showing!r}: {fix} "
-            "or lower the resolution"
-        )
-        log.warning("%s", self.change_error)
 
     def settle(self) -> bool:
         """Act on the health verdicts the last `tick` queued; True when the frame must be redone.
@@ -328,7 +234,7 @@ class Simulation:
             for organism in self._unsettled:
                 restored = organism.settle()  # an action's seeds are new arrays
                 # An organism whose fade ended in this tick is no longer shown: nothing to redo.
-                if restored and organism in (self._current, self._incoming):
+                if restored and self.change.shows(organism):
                     if organism.renderer is not None:
                         organism.renderer.reset()
                     redo = True
@@ -336,12 +242,7 @@ class Simulation:
             if not self._dropped_change_for(error):
                 raise
         self._unsettled.clear()
-        if self._free_cached_memory:
-            self.backend.free_cached_memory()
-            self._free_cached_memory = False
-        idle = self._warmup is None and self._incoming is None
-        if self._current.holding and idle and self.frame >= self._regrowth_not_before:
-            self._start_regrowth()
+        self.change.settled(self.frame)
         return redo
 
     def next_frame(self, out: Any = None, host_out: np.ndarray | None = None) -> Any:
@@ -368,38 +269,20 @@ class Simulation:
         self.stage_s = {"step": t1 - t0 + t4 - t3, "render": t2 - t1, "copy": t3 - t2}
         return frame
 
-    def _start_regrowth(self) -> None:
-        """Grow a fresh seed of the held preset off screen; it crossfades in when ready."""
-        organism = self._current
-        organism.wants_regrowth = False
-        seed = int(organism.rng.integers(0, 2**31 - 1))
-        self._before_change = (self.preset_name, self.seed)
-        self._warmup = WarmUp(self, organism.preset, seed)
-        self.regrowths += 1
-
-    def _finish_fade(self) -> None:
-        assert self._incoming is not None
-        self._current, self._incoming = self._incoming, None
-        self._crossfade.release()
-        self.change_error = None  # a change landed
-
     def render(self, out: Any = None) -> Any:
         """Colour the frame: (H, W, 3) uint8 on the backend's device (into `out` if given)."""
+        change = self.change
         try:  # the incoming's renderer and the crossfade's frames are new arrays
-            if self._incoming is not None:
-                return self._render_crossfade(out)
-            return self._render_organism(self._current, out)
+            if change.incoming is None:
+                return self._render_organism(change.current, out)
+            old_rgb, new_rgb = change.crossfade.pictures()
+            self._render_organism(change.current, old_rgb)
+            self._render_organism(change.incoming, new_rgb)
+            return change.crossfade.blend(change.fade_weight, out)
         except Exception as error:
             if not self._dropped_change_for(error):
                 raise
-        return self._render_organism(self._current, out)  # after a drop, alone
-
-    def _render_crossfade(self, out: Any) -> Any:
-        assert self._incoming is not None
-        old_rgb, new_rgb = self._crossfade.pictures()
-        self._render_organism(self._current, old_rgb)
-        self._render_organism(self._incoming, new_rgb)
-        return self._crossfade.blend(round(256 * self._fade_frame / self.crossfade_frames), out)
+        return self._render_organism(change.current, out)  # after a drop, alone
 
     def _render_organism(self, organism: Organism, out: Any) -> Any:
         return self._renderer_for(organism).render(organism.world, out=out)
@@ -420,7 +303,7 @@ class Simulation:
                 self.height,
                 self.width,
                 palette=render_table.get("palette", "oil_slick"),
-                seed=self.seed,
+                seed=self._factory.seed,  # the newest request's, as it is set up
                 settings=dict(render_table),
             )
         renderer = organism.renderer
@@ -440,14 +323,15 @@ class Simulation:
     @property
     def world(self) -> Any:
         """The on-screen world: (H, W) float32 in [0, 1] on the backend's device."""
-        return self._current.world
+        return self.change.current.world
 
     def health(self) -> dict[str, Any]:
         """The on-screen world's latest statistics and the health monitor's counters.
 
         Settled figures: between a `tick` and its `settle` they are the previous frame's.
         """
-        monitor = self._current.monitor
+        change = self.change
+        monitor = change.current.monitor
         counters = monitor.counters
         return {
             "preset": self.preset_name,
@@ -456,15 +340,15 @@ class Simulation:
             "alive": monitor.alive,
             "activity": monitor.activity,
             "reseeds": counters.reseeds,
-            "regrowths": self.regrowths,
-            "holding": self._current.holding,
+            "regrowths": change.regrowths,
+            "holding": change.current.holding,
             "revives": counters.revives,
             "clusters": counters.clusters,
             "erosions": counters.erosions,
             "perturbs": counters.perturbs,
-            "warming": self._warmup is not None,
-            "crossfading": self._incoming is not None,
-            "change_error": self.change_error,
+            "warming": change.warmup is not None,
+            "crossfading": change.incoming is not None,
+            "change_error": change.change_error,
             "sim_step": self.sim_step,
         }
 

@@ -1,19 +1,20 @@
 """Warming up an incoming preset off screen: a slice of engine steps per tick, then full size.
 
 A preset change (or a reseed, or a regrowth after a failure) must never stall the frame stream. On
-a 2-core CPU a background thread would compete with the frame loop for the same cores, so the
-Simulation advances a `WarmUp` by a time budget (or a step count) per tick while the old preset
-keeps running and rendering. Lenia, SmoothLife and MNCA warm up at a reduced grid (the short side
-256-511 px, with their radii scaled like every other size) and are upsampled once at the end, which
-makes warm-up 4-16x cheaper than at full size, unless an engine's radius floor would lift a kernel
-on the smaller grid: the pattern would then grow at another scale relative to the frame and
-visibly re-form after the upsample, so such a preset warms up on the smallest grid that keeps its
-scale (heartbeat and every MNCA preset at full size at 512 px). Gray-Scott, whose pattern scale is
-set by its diffusion, warms up on a grid at most half the size with its diffusion scaled by 1/4
-(the same PDE on a coarser grid: 4-6x quicker, where 750 full-size steps took longer than a live
-set's time between changes); the pattern is the same size relative to the frame, its details are
-not those a full-size warm-up grows (labyrinth lands more compact). A warm-up only hands over a
-visible world: one that ends invisible starts over with a new seed, a few times at most.
+a 2-core CPU a background thread would compete with the frame loop for the same cores, so
+`ca_server.preset_change` advances a `WarmUp` by a time budget (or a step count) per tick while the
+old preset keeps running and rendering. Lenia, SmoothLife and MNCA warm up at a reduced grid (the
+short side 256-511 px, with their radii scaled like every other size) and are upsampled once at the
+end, which makes warm-up 4-16x cheaper than at full size, unless an engine's radius floor would
+lift a kernel on the smaller grid: the pattern would then grow at another scale relative to the
+frame and visibly re-form after the upsample, so such a preset warms up on the smallest grid that
+keeps its scale (heartbeat and every MNCA preset at full size at 512 px). Gray-Scott, whose pattern
+scale is set by its diffusion, warms up on a grid at most half the size with its diffusion scaled
+by 1/4 (the same PDE on a coarser grid: 4-6x quicker, where 750 full-size steps took longer than a
+live set's time between changes); the pattern is the same size relative to the frame, its details
+are not those a full-size warm-up grows (labyrinth lands more compact). A warm-up only hands over a
+visible world: one that ends invisible starts over with a new seed, a few times at most. What
+differs per engine (steps, grid factors, parameters on a coarser grid) is declared on its class.
 """
 
 from __future__ import annotations
@@ -22,23 +23,11 @@ import dataclasses
 import math
 import time
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from ca_server.engines import BASE_RESOLUTION, ENGINE_CLASSES
-from ca_server.organism import Organism
+from ca_server.organism import Organism, OrganismFactory
 from ca_server.presets import Preset
 
-if TYPE_CHECKING:
-    from ca_server.simulation import Simulation
-
-# (grow steps without flow or extras, shape steps with them), as in the prototype's run_warmup,
-# except Gray-Scott, whose 1 000 grow steps ran 31-35 s at 1024 px on the CPU.
-WARMUP_STEPS: dict[str, tuple[int, int]] = {
-    "lenia": (600, 200),
-    "smoothlife": (100, 50),
-    "mnca": (100, 50),
-    "gray_scott": (600, 150),
-}
 WARMUP_MIN_SIDE_PX = 256
 DEAD_DURING_WARMUP = 0.002
 # A warm-up that ends with an invisible world starts over with a new seed, at most this often.
@@ -52,7 +41,8 @@ ROUNDING_SLACK_PX = 0.5
 
 
 def warmup_factor(preset: Preset, height: int, width: int) -> int:
-    """The integer downscale (1, 2 or 4) for warming `preset` up on an (height, width) frame.
+    """The integer downscale (1, or one of the engine's `warmup_factors`) for warming `preset`
+    up on an (height, width) frame.
 
     The largest factor that divides both sides, keeps the short side >= WARMUP_MIN_SIDE_PX and
     keeps every kernel radius at the frame's relative scale: a radius floor that lifts a kernel
@@ -60,11 +50,10 @@ def warmup_factor(preset: Preset, height: int, width: int) -> int:
     a pattern of another scale, which re-forms visibly after the upsample.
     """
     side = min(height, width)
-    if preset.engine == "gray_scott":  # its pattern scale is set by diffusion, not a radius
-        return 2 if side // 2 >= WARMUP_MIN_SIDE_PX and not height % 2 and not width % 2 else 1
-    kernel_radii_px = ENGINE_CLASSES[preset.engine].kernel_radii_px
+    engine_class = ENGINE_CLASSES[preset.engine]
+    kernel_radii_px = engine_class.kernel_radii_px
     full_radii = kernel_radii_px(preset.engine_params, side / BASE_RESOLUTION)
-    for factor in (4, 2):
+    for factor in engine_class.warmup_factors:
         if side // factor < WARMUP_MIN_SIDE_PX or height % factor or width % factor:
             continue
         small_radii = kernel_radii_px(preset.engine_params, side // factor / BASE_RESOLUTION)
@@ -89,14 +78,11 @@ def warmup_grids(height: int, width: int) -> list[tuple[int, int]]:
 
 
 def _on_grid(preset: Preset, factor: int) -> Preset:
-    """`preset` for a grid `factor` times coarser: Gray-Scott's diffusion, in cells² per step,
-    scaled by 1 / factor² (the same PDE on the coarser grid, so the pattern keeps its size
-    relative to the frame); the other engines scale their radii themselves."""
-    if preset.engine != "gray_scott" or factor == 1:
+    """`preset` for a grid `factor` times coarser (the engine's `params_on_grid`)."""
+    params = ENGINE_CLASSES[preset.engine].params_on_grid(preset.engine_params, factor)
+    if params is preset.engine_params:
         return preset
-    params = dict(preset.engine_params)
-    params["Du"], params["Dv"] = params["Du"] / factor**2, params["Dv"] / factor**2
-    return dataclasses.replace(preset, engine_params=MappingProxyType(params))
+    return dataclasses.replace(preset, engine_params=MappingProxyType(dict(params)))
 
 
 class WarmUp:
@@ -109,13 +95,14 @@ class WarmUp:
     at 512² on a 2-core CPU, 0.1-0.4 s at 1024²).
     """
 
-    def __init__(self, simulation: Simulation, preset: Preset, seed: int):
-        self.simulation, self.preset, self.seed = simulation, preset, seed
-        self.grow_steps, self.shape_steps = WARMUP_STEPS[preset.engine]
+    def __init__(self, factory: OrganismFactory, preset: Preset, seed: int):
+        self.factory, self.preset, self.seed = factory, preset, seed
+        self.grow_steps, self.shape_steps = ENGINE_CLASSES[preset.engine].warmup_steps
         self.small: Organism | None = None
         self.big: Organism | None = None  # the full-size organism, at a reduced warm-up grid
         self.grown: Organism | None = None  # the grown world at full size, calibrated
         self.done_steps = 0
+        self.steps_per_tick: int | None = None  # set: this many a tick, whatever the budget
         self.attempts = 1
         self.result: Organism | None = None
 
@@ -126,16 +113,16 @@ class WarmUp:
     def advance(self, deadline: float, max_steps: int | None) -> None:
         """Work until `deadline` (perf_counter) or `max_steps` engine steps; each call does at
         least one unit."""
-        sim, steps_this_call, units = self.simulation, 0, 0
-        full_size = (sim.height, sim.width)
+        factory, steps_this_call, units = self.factory, 0, 0
+        full_size = (factory.height, factory.width)
         while not self.finished:
             units += 1
             building = self.small is None or (self.done_steps >= self.grow_steps + self.shape_steps)
             if building and units > 1 and deadline < math.inf:
                 return  # a build starts a tick's slice: the frame waits for one unit past it
             if self.small is None:
-                factor = warmup_factor(self.preset, sim.height, sim.width)
-                self.small = sim.new_organism(_on_grid(self.preset, factor), self.seed, factor)
+                factor = warmup_factor(self.preset, factory.height, factory.width)
+                self.small = factory.new(_on_grid(self.preset, factor), self.seed, factor)
                 self.small.seed_world()
             elif self.done_steps < self.grow_steps + self.shape_steps:
                 shaped = self.done_steps >= self.grow_steps
@@ -151,12 +138,12 @@ class WarmUp:
             elif self.grown is None and (self.small.height, self.small.width) == full_size:
                 self.grown = self._calibrated(self.small)
             elif self.big is None:
-                self.big = sim.new_organism(self.preset, self.seed, 1)
+                self.big = factory.new(self.preset, self.seed, 1)
             elif self.grown is None:
                 self.big.load_from(self.small)
                 self.grown = self._calibrated(self.big)
             else:
-                sim.prepare_renderer(self.grown)
+                factory.prepare_renderer(self.grown)
                 self.result = self.grown
             out_of_steps = max_steps is not None and steps_this_call >= max_steps
             if out_of_steps or time.perf_counter() >= deadline:

@@ -16,13 +16,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ca_server.fused import KernelSource
+from ca_server.presets.catalog import EngineTable
 from ca_server.render.resample import BILINEAR_TAP_CUDA
 from ca_server.xp import Backend
+
+if TYPE_CHECKING:  # keep_moving imports this module's seed geometry
+    from ca_server.engines.keep_moving import KeepMovingProfile
 
 BASE_RESOLUTION = 512
 
@@ -88,9 +92,27 @@ class Breathing:
 
 
 class Engine(ABC):
-    """A continuous CA on a torus: state on the device, stepped in place."""
+    """A continuous CA on a torus: state on the device, stepped in place.
+
+    Besides the state and the step, the class declares what the rest of the daemon treats
+    differently per engine: the preset fields it takes (`preset_table`), its warm-up
+    (`warmup_steps`, `warmup_factors`, `params_on_grid`), its health bands (`health_bands`) and
+    its keep-moving extras (`keep_moving`).
+    """
 
     name: ClassVar[str]
+    preset_table: ClassVar[EngineTable]
+    # How strongly its presets move with the beat by default, [0, 1] (ca_server.beat_pulse).
+    beat_amount: ClassVar[float] = 0.5
+    # Warm-up (ca_server.warmup): (grow steps without flow or extras, shape steps with them).
+    warmup_steps: ClassVar[tuple[int, int]]
+    # The grid downscales a warm-up may use, largest first; each also needs every kernel radius
+    # to keep its scale relative to the frame (`kernel_radii_px`).
+    warmup_factors: ClassVar[tuple[int, ...]] = (4, 2)
+    # The keep-moving extras after each step; None: none.
+    keep_moving: ClassVar[KeepMovingProfile | None] = None
+    # The health policy's fields that differ from ca_server.health.HealthPolicy's defaults.
+    health_overrides: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, backend: Backend, height: int, width: int, params: Mapping[str, Any]):
         if height < 16 or width < 16:
@@ -106,6 +128,17 @@ class Engine(ABC):
         """The radii in px of the kernels this engine builds at `res_scale` (short side over
         BASE_RESOLUTION), floors applied; empty where no kernel scales with the grid."""
         return ()
+
+    @staticmethod
+    def params_on_grid(params: Mapping[str, Any], factor: int) -> Mapping[str, Any]:
+        """`params` for a warm-up grid `factor` times coarser that grows the same pattern
+        relative to the frame; the same mapping where the engine scales itself (its radii)."""
+        return params
+
+    @classmethod
+    def health_bands(cls, side_px: int) -> Mapping[str, Any]:
+        """The health policy's overrides for a grid whose short side is `side_px`."""
+        return cls.health_overrides
 
     @property
     @abstractmethod
@@ -135,6 +168,11 @@ class Engine(ABC):
 
     def set_live(self, values: Mapping[str, float]) -> None:  # noqa: B027 - optional hook
         """Apply modulated scalar parameters (no kernel rebuild)."""
+
+    def erase(self, keep: Any) -> None:
+        """Fade the world to empty where `keep` ((H, W) float32 in [0, 1] on the device) is 0."""
+        world = self.world
+        world *= keep
 
     def load_fields(self, host_fields: Sequence[Any]) -> None:
         """Replace the state with `fields`-shaped device or host arrays (used after warm-up)."""

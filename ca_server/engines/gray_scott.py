@@ -15,6 +15,7 @@ their size in pixels. `world` is V.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from ca_server.engines.base import (
     cluster_centres,
 )
 from ca_server.fused import KernelSource
+from ca_server.presets.catalog import GRAY_SCOTT_TABLE
 from ca_server.xp import Backend
 
 # One explicit-Euler substep, out of place (the stencil reads neighbours other threads update),
@@ -74,6 +76,46 @@ class GrayScottEngine(Engine):
     """Gray-Scott; `world` is V and `fields` is (U, V), each (H, W) float32 in [0, 1] on device."""
 
     name = "gray_scott"
+    preset_table = (
+        GRAY_SCOTT_TABLE  # what its presets may set (read by the stdlib-only preset loader)
+    )
+    # The prototype grew 1 000 steps, which ran 31-35 s at 1024 px on the CPU.
+    beat_amount = 0.4  # Gray-Scott's patterns change slowly: they lean on the bar's surge
+    warmup_steps = (600, 150)
+    # Its pattern scale is set by its diffusion, not a radius: a grid at most half the size,
+    # with the diffusion scaled (`params_on_grid`).
+    warmup_factors = (2,)
+    # No density-based nucleation or erosion (its feed mask shapes it); a V field that fills the
+    # frame is treated like a frozen one. Its healthy drift is ~1e-4 per step at 256-512 px,
+    # under the generic frozen floor, which made the monitor erase a disc of a live pattern every
+    # 5 s (deep_sea and tentacles stayed thin); 2e-5 still catches a converged Turing pattern
+    # (exactly static without flow).
+    health_overrides = MappingProxyType(
+        {
+            "sparse_alive": 0.0,
+            "crowded_alive": 0.95,
+            "erode_factor": 1.0,
+            "frozen_activity": 2e-5,
+        }
+    )
+
+    @staticmethod
+    def params_on_grid(params: Mapping[str, Any], factor: int) -> Mapping[str, Any]:
+        """Diffusion, in cells² per step, scaled by 1 / factor²: the same PDE on the coarser
+        grid, so the pattern keeps its size relative to the frame."""
+        if factor == 1:
+            return params
+        scaled = dict(params)
+        scaled["Du"], scaled["Dv"] = params["Du"] / factor**2, params["Dv"] / factor**2
+        return scaled
+
+    def erase(self, keep: Any) -> None:
+        """V fades to 0 and U to 1 (empty Gray-Scott) where `keep` is 0."""
+        world = self.world
+        world *= keep
+        u = self._u
+        u *= keep
+        u += 1.0 - keep
 
     def __init__(self, backend: Backend, height: int, width: int, params: Mapping[str, Any]):
         super().__init__(backend, height, width, params)

@@ -19,6 +19,7 @@ frames, the world from before the step and the static masks, and holds no scratc
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,15 +33,21 @@ PERTURB_EVERY_STEPS = 4
 STIR_RADIANS_PER_STEP = 0.005
 DENSITY_THRESHOLD = 0.03
 STILL_THRESHOLD = 0.003
-# Subtractive MNCA rim: deeper than the largest growth per step (3 rings x 0.05 x 1.3 LFO).
-MNCA_RIM_START, MNCA_RIM_RAMP, MNCA_RIM_DEPTH = 0.70, 0.15, 0.25
 
-# engine -> (containment start radius, ramp width, max fade per step, perturbation amplitude)
-_PROFILES = {
-    "lenia": (0.35, 0.30, 0.05, 0.012),
-    "smoothlife": (0.35, 0.30, 0.05, 0.006),
-    "mnca": (0.60, 0.25, 0.04, 0.012),
-}
+
+@dataclass(frozen=True)
+class KeepMovingProfile:
+    """One engine's keep-moving extras (an engine class's `keep_moving`; None: no extras).
+
+    Radii are relative to the half-sides (r = 1 on the inscribed ellipse).
+    """
+
+    containment_start: float  # the multiplicative fade starts at this radius,
+    containment_ramp: float  # reaches its full depth this much further out,
+    containment_fade: float  # and takes off at most this fraction a step
+    perturb_amplitude: float  # the every-4th-step velocity perturbation's noise gain
+    # A subtractive rim (start, ramp, depth) for a rule that grows at any density, or None.
+    rim: tuple[float, float, float] | None = None
 
 
 # The numpy sequence of `KeepMoving.apply` per pixel, in its order of float32 operations. Flags are
@@ -96,34 +103,44 @@ class NoisePool:
         return frame
 
 
-def containment_mask(engine: str, height: int, width: int) -> np.ndarray | None:
-    """1 - fade * clip((r - start)/ramp, 0, 1) for `engine`, or None for Gray-Scott; host."""
-    if engine not in _PROFILES:
-        return None
-    start, ramp, fade, _ = _PROFILES[engine]
+def containment_mask(profile: KeepMovingProfile, height: int, width: int) -> np.ndarray:
+    """1 - fade * clip((r - start)/ramp, 0, 1): (H, W) float32 in [0, 1] on the host."""
+    start, ramp = profile.containment_start, profile.containment_ramp
     _, _, radius = centred_radius(height, width)
-    return (1.0 - fade * np.clip((radius - start) / ramp, 0.0, 1.0)).astype(np.float32)
+    fade = profile.containment_fade * np.clip((radius - start) / ramp, 0.0, 1.0)
+    return (1.0 - fade).astype(np.float32)
 
 
 class KeepMoving:
-    """Containment, centre noise, rotating stir and velocity perturbation for one engine/grid."""
+    """Containment, centre noise, rotating stir and velocity perturbation for one engine/grid.
 
-    def __init__(self, backend: Backend, engine: str, height: int, width: int, noise: NoisePool):
+    `profile` is the engine class's `keep_moving`; None (Gray-Scott) makes every call a no-op.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        profile: KeepMovingProfile | None,
+        height: int,
+        width: int,
+        noise: NoisePool,
+    ):
         xp = backend.xp
         self.backend, self.noise = backend, noise
-        self.enabled = engine in _PROFILES
+        self.enabled = profile is not None
         self.stir_phase = 0.0
         self._step = 0
-        if not self.enabled:
+        if profile is None:
             return
-        self.perturb_amplitude = _PROFILES[engine][3]
+        self.perturb_amplitude = profile.perturb_amplitude
         dx, dy, radius = centred_radius(height, width)
         centre = 0.003 * np.exp(-(radius**2) / (2 * 0.18**2))
         stir = 0.010 * np.exp(-(radius**2) / (2 * 0.25**2))
-        self._containment = xp.asarray(containment_mask(engine, height, width))
+        self._containment = xp.asarray(containment_mask(profile, height, width))
         self._rim: Any = None
-        if engine == "mnca":
-            rim = MNCA_RIM_DEPTH * np.clip((radius - MNCA_RIM_START) / MNCA_RIM_RAMP, 0.0, 1.0)
+        if profile.rim is not None:
+            rim_start, rim_ramp, rim_depth = profile.rim
+            rim = rim_depth * np.clip((radius - rim_start) / rim_ramp, 0.0, 1.0)
             self._rim = xp.asarray(rim.astype(np.float32))
         self._centre_noise_gain = xp.asarray(centre.astype(np.float32))
         self._stir_x = xp.asarray((dx * stir).astype(np.float32))

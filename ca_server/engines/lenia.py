@@ -14,6 +14,7 @@ radius at 256 px is already 8 or more (all but heartbeat) as it was.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,10 @@ from ca_server.engines.base import (
     noisy_envelope,
     ring_seed,
 )
+from ca_server.engines.keep_moving import KeepMovingProfile
 from ca_server.engines.kernels import kernel_spectrum, lenia_kernel, torus_distance
 from ca_server.fused import KernelSource
+from ca_server.presets.catalog import LENIA_TABLE
 from ca_server.xp import Backend
 
 # Smallest kernel radius in cells (the prototype's floor was 5).
@@ -51,10 +54,37 @@ extern "C" __global__ void lenia_update(
 )
 
 
+# The health policy's higher death floor applies from this short side up (the prototype's).
+HI_RES_SIDE_PX = 768
+# The mu LFO (+-15% of mu) is capped at this many sigmas: a narrow growth band (coral, mycelium:
+# sigma 0.009-0.015, i.e. 15% of mu is ~1.2-2 sigma) cannot follow a larger swing. At a cap of one
+# sigma coral still swung with the LFO from filling the frame to a small blob (alive 0.5 -> 0.06 at
+# 256-512 px) and back every minute or two; at half a sigma it held 0.45-0.54 at 256 px.
+MU_SWING_SIGMAS = 0.5
+
+
 class LeniaEngine(Engine):
     """Single-channel Lenia; `world` is A, (H, W) float32 in [0, 1] on the device."""
 
     name = "lenia"
+    preset_table = LENIA_TABLE  # what its presets may set (read by the stdlib-only preset loader)
+    beat_amount = 0.6  # Lenia's soft bodies read a beat's flash well
+    warmup_steps = (600, 200)  # the prototype's run_warmup
+    keep_moving = KeepMovingProfile(0.35, 0.30, 0.05, 0.012)
+    # Fixed-size cluster drops rarely suit a narrow growth band (coral, mycelium: sigma
+    # 0.008-0.01), so a dead world regrows from its own seed recipe at once. The prototype's 0.97
+    # fade left big-kernel Lenia (amoeba, tide_pool) at 95%+ coverage for many seconds after
+    # warm-up; three containment passes and a 0.9 fade bring it back within a second.
+    health_overrides = MappingProxyType(
+        {"revives_before_reseed": 0, "erode_factor": 0.9, "erode_containment_passes": 3}
+    )
+
+    @classmethod
+    def health_bands(cls, side_px: int) -> Mapping[str, Any]:
+        """Above HI_RES_SIDE_PX, the prototype's higher death floor."""
+        if side_px >= HI_RES_SIDE_PX:
+            return {"dead_mass": 0.005, **cls.health_overrides}
+        return cls.health_overrides
 
     @staticmethod
     def kernel_radii_px(params: Mapping[str, Any], res_scale: float) -> tuple[int]:
@@ -114,9 +144,10 @@ class LeniaEngine(Engine):
         # The prototype swung sigma by 15% and T by 25%: at 256 px over 10 minutes that drove
         # jellyfish (sigma), amoeba (T), mycelium and coral from filling the frame to a small blob
         # and back every minute or two (issue 19); at 5% and 10% they hold their coverage.
+        # The mu swing (15% of mu) is capped at MU_SWING_SIGMAS x sigma (see there).
         mu, sigma, T = self.params["mu"], self.params["sigma"], self.params["T"]
         return (
-            Breathing("mu", 0.15 * mu, 0.015, 1e-4),
+            Breathing("mu", min(0.15 * mu, MU_SWING_SIGMAS * float(sigma)), 0.015, 1e-4),
             Breathing("sigma", 0.05 * sigma, 0.012, 1e-4),
             Breathing("T", 0.10 * T, 0.014, 3.0),
         )

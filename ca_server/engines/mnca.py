@@ -19,6 +19,7 @@ average buffers (`MNCAUpdatePasses`), on the GPU it and the update are one fused
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from ca_server.engines.base import (
     noisy_envelope,
     ring_seed,
 )
+from ca_server.engines.keep_moving import KeepMovingProfile
 from ca_server.engines.kernels import (
     irfft2_each,
     irfft2_stacked,
@@ -40,6 +42,7 @@ from ca_server.engines.kernels import (
     torus_distance,
 )
 from ca_server.fused import KernelSource
+from ca_server.presets.catalog import MNCA_TABLE
 from ca_server.xp import Backend
 
 MIN_SMALLEST_RING_PX = 6.0
@@ -95,6 +98,17 @@ class MNCAEngine(Engine):
     """Continuous MNCA; `world` is A, (H, W) float32 in [0, 1] on the device."""
 
     name = "mnca"
+    preset_table = MNCA_TABLE  # what its presets may set (read by the stdlib-only preset loader)
+    beat_amount = 0.7  # MNCA's busy cells read a beat's flash well
+    warmup_steps = (100, 50)  # the prototype's run_warmup
+    # A subtractive rim past r = 0.7, deeper than the largest growth per step (3 rings x 0.05 x
+    # 1.3 LFO): the rule grows at any density, which no multiplicative fade holds.
+    keep_moving = KeepMovingProfile(0.60, 0.25, 0.04, 0.012, rim=(0.70, 0.15, 0.25))
+    # The prototype's 0.97 fade could not hold MNCA back (99-100% coverage at 512 px); the
+    # keep-moving rim now bounds it to a disc, and erosion is a harder backstop.
+    health_overrides = MappingProxyType(
+        {"crowded_alive": 0.80, "erode_factor": 0.9, "erode_containment_passes": 3}
+    )
 
     @staticmethod
     def kernel_radii_px(params: Mapping[str, Any], res_scale: float) -> tuple[float, ...]:

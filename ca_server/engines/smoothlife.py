@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from ca_server.engines.base import (
     ring_seed,
     wrapped_distance2,
 )
+from ca_server.engines.keep_moving import KeepMovingProfile
 from ca_server.engines.kernels import (
     irfft2_each,
     irfft2_stacked,
@@ -36,6 +38,7 @@ from ca_server.engines.kernels import (
     torus_distance,
 )
 from ca_server.fused import KernelSource
+from ca_server.presets.catalog import SMOOTHLIFE_TABLE
 from ca_server.xp import Backend
 
 # Floors on the scaled radii, in px: a smaller disc or annulus no longer averages a neighbourhood.
@@ -75,6 +78,15 @@ class SmoothLifeEngine(Engine):
     """SmoothLife; `world` is f, (H, W) float32 in [0, 1] on the device."""
 
     name = "smoothlife"
+    preset_table = (
+        SMOOTHLIFE_TABLE  # what its presets may set (read by the stdlib-only preset loader)
+    )
+    warmup_steps = (100, 50)  # the prototype's run_warmup
+    keep_moving = KeepMovingProfile(0.35, 0.30, 0.05, 0.006)
+    # As Lenia's: a dead world regrows from its seed recipe at once, and erosion is hard.
+    health_overrides = MappingProxyType(
+        {"revives_before_reseed": 0, "erode_factor": 0.9, "erode_containment_passes": 3}
+    )
 
     @staticmethod
     def kernel_radii_px(params: Mapping[str, Any], res_scale: float) -> tuple[int, int]:

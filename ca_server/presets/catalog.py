@@ -26,13 +26,6 @@ from ca_server.wire.protocol import op_range
 
 DEFAULT_PRESET = "coral"
 FLOW_NAMES: tuple[str, ...] = ("radial", "rotate", "swirl", "bubble", "ring", "vortex", "vertical")
-ENGINE_NAMES: tuple[str, ...] = ("lenia", "smoothlife", "mnca", "gray_scott")
-SEED_KINDS: Mapping[str, tuple[str, ...]] = {
-    "lenia": ("blobs", "ring", "random", "dense"),
-    "smoothlife": ("blobs", "random", "ring"),
-    "mnca": ("blobs", "random", "ring", "sparse"),
-    "gray_scott": ("dense", "center", "random"),
-}
 DEFAULT_SEED_DENSITY = 0.5
 _NAME_PATTERN = re.compile(r"[a-z0-9_]{1,64}")
 _brief_repr = reprlib.Repr()
@@ -173,11 +166,27 @@ def _rules(value: Any) -> tuple[tuple[tuple[float, float], ...], ...]:
     return tuple(per_ring)
 
 
-# Engine parameter schemas: name -> (check, default or _REQUIRED). Ranges are the envelope in
-# which the engines are numerically sane, not the prototype's slider ranges.
+# What a preset may set per engine. Each engine class points at its table (`preset_table`), but
+# the tables live here: the Scope plugin validates presets without importing the engines.
+# Parameter schemas: name -> (check, default or _REQUIRED). Ranges are the envelope in which the
+# engines are numerically sane, not the prototype's slider ranges.
 _REQUIRED = object()
-_ENGINE_SCHEMAS: Mapping[str, Mapping[str, tuple[Callable[[Any], Any], Any]]] = {
-    "lenia": {
+
+
+@dataclass(frozen=True)
+class EngineTable:
+    """The `[engine]` fields one engine takes, its seed kinds, and checks across fields."""
+
+    engine: str
+    params: Mapping[str, tuple[Callable[[Any], Any], Any]]
+    seed_kinds: tuple[str, ...]
+    # (field, reason) of the first pair of `[engine]` fields that disagree, or None
+    cross_check: Callable[[Mapping[str, Any]], tuple[str, str] | None] = lambda params: None
+
+
+LENIA_TABLE = EngineTable(
+    "lenia",
+    {
         "R": (_number(2, 200), _REQUIRED),
         "T": (_number(1, 1000), _REQUIRED),
         "mu": (_number(0, 1, low_open=True), _REQUIRED),
@@ -185,7 +194,16 @@ _ENGINE_SCHEMAS: Mapping[str, Mapping[str, tuple[Callable[[Any], Any], Any]]] = 
         "peaks": (_number_list(0, 1), (0.5,)),
         "widths": (_number_list(0, 1, low_open=True), (0.15,)),
     },
-    "smoothlife": {
+    ("blobs", "ring", "random", "dense"),
+    lambda params: (
+        ("widths", "must have one width per peak")
+        if len(params["peaks"]) != len(params["widths"])
+        else None
+    ),
+)
+SMOOTHLIFE_TABLE = EngineTable(
+    "smoothlife",
+    {
         "ri": (_number(1, 200), 4.0),
         "ra": (_number(2, 400), 12.0),
         "b1": (_number(0, 1), 0.278),
@@ -197,12 +215,26 @@ _ENGINE_SCHEMAS: Mapping[str, Mapping[str, tuple[Callable[[Any], Any], Any]]] = 
         "alpha_m": (_number(0.01, 1), 0.147),
         "dt": (_number(0, 1, low_open=True), 0.1),
     },
-    "mnca": {
+    ("blobs", "random", "ring"),
+    lambda params: ("ra", "must be larger than ri") if params["ra"] <= params["ri"] else None,
+)
+MNCA_TABLE = EngineTable(
+    "mnca",
+    {
         "rings": (_rings, _REQUIRED),
         "rules": (_rules, _REQUIRED),
         "delta": (_number(0, 1, low_open=True), 0.05),
     },
-    "gray_scott": {
+    ("blobs", "random", "ring", "sparse"),
+    lambda params: (
+        ("rules", "must have one list of intervals per ring")
+        if len(params["rules"]) != len(params["rings"])
+        else None
+    ),
+)
+GRAY_SCOTT_TABLE = EngineTable(
+    "gray_scott",
+    {
         "F": (_number(0, 0.2, low_open=True), _REQUIRED),
         "k": (_number(0, 0.2, low_open=True), _REQUIRED),
         # Explicit Euler with dt = 1 on the 9-point stencil is stable up to D = 1.25.
@@ -210,17 +242,16 @@ _ENGINE_SCHEMAS: Mapping[str, Mapping[str, tuple[Callable[[Any], Any], Any]]] = 
         "Dv": (_number(0, 1.2, low_open=True), 0.105),
         "substeps": (_integer(1, 16), 2),
     },
-}
-
-
-def _cross_checks(engine: str, params: dict[str, Any]) -> None:
-    """Checks that involve two fields; raises (field, reason)."""
-    if engine == "lenia" and len(params["peaks"]) != len(params["widths"]):
-        raise _FieldError("widths", "must have one width per peak")
-    if engine == "smoothlife" and params["ra"] <= params["ri"]:
-        raise _FieldError("ra", "must be larger than ri")
-    if engine == "mnca" and len(params["rules"]) != len(params["rings"]):
-        raise _FieldError("rules", "must have one list of intervals per ring")
+    ("dense", "center", "random"),
+)
+ENGINE_TABLES: tuple[EngineTable, ...] = (
+    LENIA_TABLE,
+    SMOOTHLIFE_TABLE,
+    MNCA_TABLE,
+    GRAY_SCOTT_TABLE,
+)
+ENGINE_NAMES: tuple[str, ...] = tuple(table.engine for table in ENGINE_TABLES)
+_TABLE_OF_ENGINE = {table.engine: table for table in ENGINE_TABLES}
 
 
 class _FieldError(Exception):
@@ -316,18 +347,17 @@ def _validated(document: dict[str, Any], source: str, expected_name: str | None)
         if expected_name is not None and head["name"] != expected_name:
             raise _FieldError("preset.name", f"must match the file name {expected_name!r}")
         engine = head["engine"]
-        if engine not in _ENGINE_SCHEMAS:
+        table = _TABLE_OF_ENGINE.get(engine)
+        if table is None:
             raise _FieldError("preset.engine", f"unknown engine; known: {', '.join(ENGINE_NAMES)}")
-        params = _checked_table(
-            _table(document, "engine", required=True), "engine", _ENGINE_SCHEMAS[engine]
-        )
-        try:
-            _cross_checks(engine, params)
-        except _FieldError as exc:
-            raise _FieldError(f"engine.{exc.field_name}", exc.reason) from None
+        params = _checked_table(_table(document, "engine", required=True), "engine", table.params)
+        disagreement = table.cross_check(params)
+        if disagreement is not None:
+            field_name, reason = disagreement
+            raise _FieldError(f"engine.{field_name}", reason)
         seed = _checked_table(_table(document, "seed", required=True), "seed", _SEED_SCHEMA)
-        if seed["kind"] not in SEED_KINDS[engine]:
-            kinds = ", ".join(SEED_KINDS[engine])
+        if seed["kind"] not in table.seed_kinds:
+            kinds = ", ".join(table.seed_kinds)
             raise _FieldError("seed.kind", f"unknown seed for {engine}; known: {kinds}")
         flow = _checked_table(_table(document, "flow", required=False), "flow", _FLOW_SCHEMA)
         render = _checked_table(

@@ -174,11 +174,12 @@ def test_the_bar_surge_speeds_the_organism_up() -> None:
 
 def test_a_preset_file_may_set_its_own_beat_amount() -> None:
     from ca_server import presets
-    from ca_server.beat_pulse import ENGINE_BEAT_AMOUNT, preset_beat_amount
+    from ca_server.beat_pulse import preset_beat_amount
+    from ca_server.engines import ENGINE_CLASSES
     from ca_server.presets import PresetFileError, load_preset, parse_preset
 
     coral = load_preset("coral")
-    assert coral.beat is None and preset_beat_amount(coral) == ENGINE_BEAT_AMOUNT["lenia"]
+    assert coral.beat is None and preset_beat_amount(coral) == ENGINE_CLASSES["lenia"].beat_amount
     text = (Path(presets.__file__).parent / "data" / "coral.toml").read_text()
     own = parse_preset(text.replace("[preset]\n", "[preset]\nbeat = 0.9\n", 1), "coral.toml")
     assert preset_beat_amount(own) == 0.9

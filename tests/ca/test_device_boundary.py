@@ -156,7 +156,7 @@ def test_every_health_action_stays_on_the_device_side(name: str) -> None:
     frames_crossings(simulation, 2)
     for action in Action:
         with watch() as applied:
-            simulation._current.apply(action)
+            simulation.change.current.apply(action)
         (frame,) = frames_crossings(simulation, 1)
         crossings = applied + frame
         kinds = collections.Counter(crossing.kind for crossing in crossings)

@@ -163,10 +163,8 @@ def test_steps_keep_shape_dtype_range_and_are_deterministic(preset_name):
 def test_seed_recipes_and_cluster_drops_add_mass(engine_name):
     preset = load_preset(ONE_PER_ENGINE[engine_name])
     engine = create_engine(engine_name, BACKEND, 80, 120, preset.engine_params)
-    from ca_server.presets.catalog import SEED_KINDS
-
     rng = np.random.default_rng(0)
-    for kind in SEED_KINDS[engine_name]:
+    for kind in ENGINE_CLASSES[engine_name].preset_table.seed_kinds:
         engine.seed(rng, kind, 0.5)
         assert engine.world.shape == (80, 120) and 0 < float(engine.world.mean()) < 0.6, kind
     engine.world[...] = 0
@@ -236,7 +234,7 @@ def test_a_perturb_erases_a_disc_of_its_drawn_radius_around_its_drawn_centre(mak
     from ca_server.simulation import Simulation
 
     backend = make_backend()
-    organism = Simulation(backend, width=96, height=96, preset="coral")._current
+    organism = Simulation(backend, width=96, height=96, preset="coral").change.current
     organism.engine.world[...] = 1.0
     draws = copy.deepcopy(organism.rng)  # the same numbers _erase_disc will draw
     radius = 96 * draws.uniform(0.05, 0.10)

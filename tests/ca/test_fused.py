@@ -174,7 +174,7 @@ def test_crossfade_blend_is_the_numpy_integer_mix(weight):
 def test_a_preset_change_crossfades_through_the_fused_blend(logic_only):
     backend = host_fused_backend()
     sim = Simulation(backend, width=128, height=128, preset="coral", **logic_only)
-    sim.warmup_steps_per_tick = 1000
+    sim.change.warmup_steps_per_tick = 1000
     sim.set_preset("amoeba")
     for _ in range(4):
         frame = sim.next_frame()
@@ -193,7 +193,7 @@ def test_every_kernel_is_compiled_before_the_first_frame():
     built_before_the_first_frame = set(compiled)
     assert built_before_the_first_frame == {source.name for source in KERNEL_SOURCES}
     for preset in ("sl_gliders", "mnca_worm", "medusa"):
-        sim.warmup_steps_per_tick = 10**6
+        sim.change.warmup_steps_per_tick = 10**6
         sim.set_preset(preset)
         sim.next_frame()
         while sim.health()["warming"] or sim.health()["crossfading"]:

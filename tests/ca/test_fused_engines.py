@@ -185,7 +185,7 @@ def test_simulation_runs_on_the_fused_engines(preset_name):
     # warm-up, flow advection, keep-moving extras, keepsakes and health all act on the fields
     backend = host_fused_backend()
     sim = Simulation(backend, width=128, height=128, preset=preset_name, seed=1)
-    engine = sim._current.engine
+    engine = sim.change.current.engine
     fields = engine.fields
     for _ in range(30):
         sim.tick()
@@ -193,7 +193,8 @@ def test_simulation_runs_on_the_fused_engines(preset_name):
         engine.name, "gray_scott_substep"
     )
     assert backend.kernel_compiler.launches[kernel] > 30
-    if sim._current.engine is engine:  # no regrowth replaced it: the same arrays, stepped in place
+    # no regrowth replaced it: the same arrays, stepped in place
+    if sim.change.current.engine is engine:
         assert all(a is b for a, b in zip(fields, engine.fields, strict=True))
     world = sim.world
     assert np.isfinite(world).all() and world.min() >= 0 and world.max() <= 1

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from host_cuda import compiler_available, host_fused_backend
 
+from ca_server.engines import ENGINE_CLASSES
 from ca_server.engines.keep_moving import PERTURB_EVERY_STEPS, KeepMoving, NoisePool
 from ca_server.render import FlowAdvector
 from ca_server.xp import numpy_backend
@@ -106,7 +107,8 @@ def keep_moving_pair(engine: str, height: int, width: int):
     extras = []
     for each in (numpy_backend(fft_workers=1), backend):
         noise = NoisePool(each, height, width, seed=11)
-        extras.append(KeepMoving(each, engine, height, width, noise))
+        profile = ENGINE_CLASSES[engine].keep_moving
+        extras.append(KeepMoving(each, profile, height, width, noise))
     return (*extras, backend.kernel_compiler.launches)
 
 

@@ -73,7 +73,7 @@ def test_a_death_on_the_gpu_is_never_published_black(gpu):
     from ca_server.simulation import Simulation
 
     sim = Simulation(gpu, width=128, height=128, preset="coral", seed=3, crossfade_frames=4)
-    sim.warmup_steps_per_tick = 10**6  # a regrowth lands on the next tick
+    sim.change.warmup_steps_per_tick = 10**6  # a regrowth lands on the next tick
     host_frame = np.empty((128, 128, 3), np.uint8)
     dark_frames = []
     for frame_index in range(90):

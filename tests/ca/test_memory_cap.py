@@ -17,7 +17,7 @@ import pytest
 from device_boundary import DEVICE_POOL, device_boundary_backend, device_memory_limit, watch
 from host_cuda import compiler_available
 
-import ca_server.simulation
+import ca_server.preset_change
 from ca_server.health import Action
 from ca_server.simulation import Simulation
 from ca_server.xp import numpy_backend
@@ -176,7 +176,7 @@ def test_a_regrowth_that_does_not_fit_waits_before_trying_again(
     fit is dropped, the held picture goes on, and the next try waits REGROWTH_RETRY_FRAMES
     instead of failing every frame."""
     retry_frames = 12
-    monkeypatch.setattr(ca_server.simulation, "REGROWTH_RETRY_FRAMES", retry_frames)
+    monkeypatch.setattr(ca_server.preset_change, "REGROWTH_RETRY_FRAMES", retry_frames)
     simulation, base = started()
     with device_memory_limit(base + peaks["steady"]):
         simulation.world[...] = 0.0
@@ -234,7 +234,7 @@ def test_a_health_action_that_runs_out_during_the_crossfade_drops_the_change() -
     while phase(simulation) != "crossfading":
         assert len(seen) < 100, "the change never reached its crossfade"
         seen += run_frames(simulation, 1)
-    incoming = simulation._incoming
+    incoming = simulation.change.incoming
     wrapped = {"apply": incoming.apply}
     attempts = []
 

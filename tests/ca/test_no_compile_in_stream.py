@@ -70,7 +70,7 @@ def test_nothing_compiles_after_the_first_frame(monkeypatch):
     renderers[-1].thickness = 7.0
     rng = np.random.default_rng(3)
     for _ in range(3):  # cluster drops: stamps of seeds into the world
-        simulation._current.engine.drop_cluster(rng)
+        simulation.change.current.engine.drop_cluster(rng)
         simulation.next_frame()
 
     compiled = COMPILED_VARIANTS.new_since(seen_by_the_first_frame)

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from ca_server.engines import create_engine
+from ca_server.engines import ENGINE_CLASSES, create_engine
 from ca_server.presets import UnknownPresetError, load_preset, preset_names
 from ca_server.simulation import Simulation
-from ca_server.warmup import WARMUP_STEPS, WarmUp, warmup_factor
+from ca_server.warmup import WarmUp, warmup_factor
 from ca_server.xp import numpy_backend
 
 BACKEND = numpy_backend(fft_workers=1)
@@ -60,7 +60,7 @@ def test_set_preset_warms_up_in_slices_then_crossfades(logic_only):
     sim = small(logic_only, warmup_steps_per_tick=40, crossfade_frames=10)
     sim.set_preset("sl_gliders")
     assert sim.showing == "coral" and sim.preset_name == "sl_gliders"
-    grow, shape = WARMUP_STEPS["smoothlife"]
+    grow, shape = ENGINE_CLASSES["smoothlife"].warmup_steps
     ticks_to_warm = -(-(grow + shape) // 40)
     for _ in range(ticks_to_warm):
         assert sim.health()["warming"]
@@ -83,8 +83,8 @@ def test_crossfade_blends_between_the_two_frames(logic_only):
         sim.tick()
     sim.tick()  # fade 1/4 of the way
     blended = sim.render().astype(int)  # also creates both renderers
-    old = sim._current.renderer.render(sim._current.world).astype(int)
-    new = sim._incoming.renderer.render(sim._incoming.world).astype(int)
+    old = sim.change.current.renderer.render(sim.change.current.world).astype(int)
+    new = sim.change.incoming.renderer.render(sim.change.incoming.world).astype(int)
     low, high = np.minimum(old, new), np.maximum(old, new)
     assert ((blended >= low - 1) & (blended <= high + 1)).all()
     assert not np.array_equal(blended, old) and not np.array_equal(blended, new)
@@ -101,11 +101,11 @@ def test_a_death_in_the_frame_a_fade_ends_asks_for_no_redo(logic_only):
         sim.next_frame()
     for _ in range(3):
         sim.next_frame()
-    outgoing = sim._current
+    outgoing = sim.change.current
     outgoing.world[...] = 0.0
     sim.tick()
     sim.render()
-    assert sim._current is not outgoing and sim.showing == "mnca_worm"
+    assert sim.change.current is not outgoing and sim.showing == "mnca_worm"
     assert not sim.settle()
     assert outgoing.holding  # it did fail and hold: the redo was withheld, not the verdict
 
@@ -167,7 +167,7 @@ def test_warmup_runs_on_a_smaller_grid():
 def test_gray_scott_warms_up_the_same_pde_on_a_coarser_grid(logic_only):
     sim = Simulation(BACKEND, width=512, height=512, preset="medusa", **logic_only)
     params = load_preset("medusa").engine_params
-    warm = WarmUp(sim, load_preset("medusa"), seed=1)
+    warm = WarmUp(sim.change.factory, load_preset("medusa"), seed=1)
     warm.advance(math.inf, 1)
     assert warm.small is not None and warm.small.height == 256
     assert warm.small.engine.params["Du"] == params["Du"] / 4

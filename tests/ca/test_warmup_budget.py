@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ca_server.engines import ENGINE_CLASSES
 from ca_server.render import build_flow_fields
 from ca_server.simulation import Simulation
-from ca_server.warmup import WARMUP_STEPS
 from ca_server.xp import numpy_backend
 
 BACKEND = numpy_backend(fft_workers=1)
@@ -36,9 +36,9 @@ def test_a_slow_frame_does_not_starve_the_warm_up(logic_only):
     # 30 fps; the next change came first). Its own budget covers dozens of steps at 128² even
     # on a loaded machine (a step takes 0.2-2 ms), so the change lands in a few dozen ticks.
     sim = Simulation(BACKEND, width=128, height=128, preset="coral", **logic_only)
-    sim._current.flow = SlowFlow()  # the organism on screen only; the warm-up's flow is still
+    sim.change.current.flow = SlowFlow()  # the organism on screen only; the warm-up's flow is still
     sim.set_preset("amoeba")
-    grow, shape = WARMUP_STEPS["lenia"]
+    grow, shape = ENGINE_CLASSES["lenia"].warmup_steps
     ticks = 0
     while sim.health()["warming"]:
         sim.tick()
@@ -63,7 +63,7 @@ def test_a_change_builds_no_flow_fields_and_brings_its_renderer(logic_only):
     sim.set_preset("amoeba")  # warms up at 256², then is built at 512²
     sim.tick()
     assert sim.health()["crossfading"]
-    assert sim._incoming is not None and sim._incoming.renderer is not None
+    assert sim.change.incoming is not None and sim.change.incoming.renderer is not None
     assert build_flow_fields.cache_info().misses == built
 
 
