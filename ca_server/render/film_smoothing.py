@@ -8,10 +8,10 @@ prototype's ~50 %). Real thin films change colour smoothly; the crisp structure 
 light field, which stays sharp. So coord = upsample(blur(box_mean(coord))) on a grid 2-8x
 smaller than the frame (`pick_factor`), with the blur's width a fixed fraction of the frame so
 the look does not change with resolution. Where the backend has fused kernels the downsample
-(`FILM_DOWNSAMPLE`) and the upsample (`FILM_UPSAMPLE`) are one launch each
-(`FilmResampleKernels`, chosen over `FilmResamplePasses` once, when the smoother is built); the
-blur is `GaussianBlur` on both paths. The numpy sequence (`BoxDownsampler`, `BilinearUpsampler`)
-is the reference and the CPU path.
+(the thickener's box mean, `THICKEN_DOWNSAMPLE`) and the upsample (`FILM_UPSAMPLE`) are one
+launch each (`FilmResampleKernels`, chosen over `FilmResamplePasses` once, when the smoother is
+built); the blur is `GaussianBlur` on both paths. The numpy sequence (`BoxDownsampler`,
+`BilinearUpsampler`) is the reference and the CPU path.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 from ca_server.fused import KernelSource
 from ca_server.render.resample import (
     BILINEAR_TAP_CUDA,
-    BOX_SUM_CUDA,
     BilinearUpsampler,
     BoxDownsampler,
     GaussianBlur,
     pick_factor,
 )
+from ca_server.render.thicken import THICKEN_DOWNSAMPLE
 from ca_server.xp import Backend
 
 # Blur width as a fraction of the shorter side (≈ 4 px at 512², 8 px at 1024²): measured with
@@ -35,24 +35,6 @@ FILM_SIGMA_FRACTION = 0.008
 # The small grid keeps at least this many cells a side, so the blur, not the grid, sets the scale.
 MIN_SMALL_CELLS = 96
 MIN_SMALL_SIGMA = 0.5
-
-# small = box_mean(coord): one thread per small cell, summed in BoxDownsampler's order.
-FILM_DOWNSAMPLE = KernelSource(
-    "film_downsample",
-    BOX_SUM_CUDA
-    + r"""
-extern "C" __global__ void film_downsample(
-    float* __restrict__ small, const float* __restrict__ coord, const int width,
-    const int factor, const float inverse_area, const long long n) {
-    const int small_width = width / factor;
-    CA_FOR_EACH(i, n) {
-        const long long top = i / small_width * factor;
-        const int left = (int)(i % small_width) * factor;
-        small[i] = ca_box_sum(coord, top, left, width, factor) * inverse_area;
-    }
-}
-""",
-)
 
 # coord = bilinear(small), wrapped: one thread per full-size pixel, blending columns first and
 # then rows as BilinearUpsampler does.
@@ -106,12 +88,12 @@ class FilmSmoother:
 
 
 class FilmResampleKernels:
-    """The box-mean downsample (`FILM_DOWNSAMPLE`) and the bilinear upsample (`FILM_UPSAMPLE`)
-    as one launch each; no scratch."""
+    """The box-mean downsample (the thickener's `THICKEN_DOWNSAMPLE`) and the bilinear upsample
+    (`FILM_UPSAMPLE`) as one launch each; no scratch."""
 
     def __init__(self, backend: Backend, height: int, width: int, factor: int, small: Any):
         self._factor, self._small = factor, small
-        self._downsample_launch = backend.fused_kernel(FILM_DOWNSAMPLE)
+        self._downsample_launch = backend.fused_kernel(THICKEN_DOWNSAMPLE)
         self._upsample_launch = backend.fused_kernel(FILM_UPSAMPLE)
 
     def downsample(self, field: Any) -> None:

@@ -14,7 +14,7 @@ from host_cuda import compiler_available, host_fused_backend, nvcc_check
 
 from ca_server.render import IridescentRenderer
 from ca_server.render.bloom import BLOOM_DOWNSAMPLE, BLOOM_UPSAMPLE_ADD, Bloom
-from ca_server.render.film_smoothing import FILM_DOWNSAMPLE, FILM_UPSAMPLE, FilmSmoother
+from ca_server.render.film_smoothing import FILM_UPSAMPLE, FilmSmoother
 from ca_server.render.iridescent_kernels import (
     RENDER_COLOUR,
     RENDER_COLOUR_TABLE,
@@ -48,7 +48,6 @@ RENDER_KERNELS = (
     BLOOM_UPSAMPLE_ADD,
     THICKEN_DOWNSAMPLE,
     THICKEN_UPSAMPLE_MAX,
-    FILM_DOWNSAMPLE,
     FILM_UPSAMPLE,
 )
 NVCC = shutil.which("nvcc")
@@ -136,7 +135,7 @@ def test_a_frame_is_a_handful_of_launches(bloom, per_frame):
         "render_display",
         "render_shade",
         "render_colour",
-        "film_downsample",
+        "thicken_downsample",  # the film smoother's box mean (no thickening in this test)
         "film_upsample",
     ):
         assert launches[name] == frames
@@ -203,7 +202,9 @@ def test_thickening_is_two_launches_per_frame():
     for seed in range(frames):
         renderer.render(creature_world(SIZE, SIZE, seed))
     launches = backend.kernel_compiler.launches
-    assert launches["thicken_downsample"] == launches["thicken_upsample_max"] == frames
+    assert launches["thicken_upsample_max"] == frames
+    # The box mean serves the thickener and the film smoother: two a frame.
+    assert launches["thicken_downsample"] == 2 * frames
     assert launches.pop("render_colour_table") == 1
     # display, shade, colour, the film smoother's two, bloom's two, these two
     assert sum(launches.values()) == 9 * frames

@@ -32,8 +32,8 @@ FRAMES = 30
 # (lenia, smoothlife, mnca; one step a frame: FFT, spectrum product, inverse FFT, update, flow,
 # keep-moving + 4 blur passes, 5 render and 2 health kernels, the frame's copy), 20.5
 # (gray_scott: two substeps), 23.6 (amoeba: 1.6 steps a frame), 25.5 (tide_pool: 1.9).
-# Issue 25 (2026-12-04) added 4 to each, the film smoothing (film_downsample, two blur passes,
-# film_upsample): 23.5, 24.5, 27.6, 29.5.
+# Issue 25 (2026-12-04) added 4 to each, the film smoothing (its box-mean downsample, two blur
+# passes, film_upsample): 23.5, 24.5, 27.6, 29.5.
 ENGINE_BUDGET = {"lenia": 24, "smoothlife": 24, "mnca": 24, "gray_scott": 25}
 PRESET_BUDGET = {"amoeba": 28, "tide_pool": 30}
 
